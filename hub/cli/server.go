@@ -1,0 +1,280 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spiceroute/spiceroute/hub"
+	"github.com/spiceroute/spiceroute/hub/audit"
+	"github.com/spiceroute/spiceroute/hub/auth"
+	"github.com/spiceroute/spiceroute/hub/bench"
+	"github.com/spiceroute/spiceroute/hub/devstack"
+	"github.com/spiceroute/spiceroute/hub/postgres"
+	"github.com/spiceroute/spiceroute/hub/postgres/pgcluster"
+)
+
+// Commands that run servers or talk to the database directly.
+func init() {
+	Register("hub", "Run a hub: ledger, transparency log and API", runHub)
+	Register("hub token", "Create an API token directly in the hub's database (first operator)", runHubToken)
+	Register("dev", "Run a local dev stack (PostgreSQL, hub, demo accounts) until Ctrl-C", runDev)
+	Register("ledger verify", "Audit a hub's ledger from its public transparency log", runLedgerVerify)
+	Register("bench ledger", "Measure ledger throughput against pgbench, and API latency", runBenchLedger)
+}
+
+// flagSet returns a flag set that prints errors and usage to env.Stderr.
+func flagSet(env Env, name, synopsis, help string) *flag.FlagSet {
+	fs := flag.NewFlagSet("spice "+name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(env.Stderr, "Usage: spice %s [options]%s\n\n  %s\n\nOptions:\n\n", name, synopsis, strings.ReplaceAll(strings.TrimSpace(help), "\n", "\n  "))
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK, false
+		}
+		return ExitUsage, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "Error: unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
+		return ExitUsage, false
+	}
+	return 0, true
+}
+
+func logger(env Env, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+func runHub(ctx context.Context, args []string, env Env) int {
+	cfg := hub.DefaultConfig()
+	fs := flagSet(env, "hub", "", `Runs a SpiceRoute hub until SIGINT or SIGTERM. The database is migrated on start;
+the signing key is created if the key file does not exist.`)
+	fs.StringVar(&cfg.Name, "name", env.Getenv("SPICE_HUB_NAME"), "the hub's name: its log origin and key name (env SPICE_HUB_NAME)")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP listen address")
+	fs.StringVar(&cfg.DatabaseURL, "database", env.Getenv("DATABASE_URL"), "PostgreSQL URL (env DATABASE_URL)")
+	fs.StringVar(&cfg.KeyFile, "key", "hub.key", "the log signing key file")
+	fs.DurationVar(&cfg.CheckpointInterval, "checkpoint-interval", cfg.CheckpointInterval, "longest wait for a signed checkpoint after a commit (<= 1s)")
+	fs.Float64Var(&cfg.API.RatePerToken, "rate", cfg.API.RatePerToken, "requests per second allowed per token")
+	fs.IntVar(&cfg.API.Burst, "burst", cfg.API.Burst, "request burst allowed per token")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if cfg.Name == "" || cfg.DatabaseURL == "" {
+		fmt.Fprintln(env.Stderr, "Error: -name and -database (or SPICE_HUB_NAME and DATABASE_URL) are required")
+		return ExitUsage
+	}
+	cfg.Logger = logger(env, *level)
+	s, err := hub.Open(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
+		return ExitError
+	}
+	defer s.Close()
+	fmt.Fprintf(env.Stdout, "hub %s listening on %s\nlog key: %s\n", cfg.Name, s.URL(), s.VKey)
+	if err := s.Run(ctx); err != nil {
+		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
+		return ExitError
+	}
+	return ExitOK
+}
+
+func runHubToken(ctx context.Context, args []string, env Env) int {
+	fs := flagSet(env, "hub token", "", `Creates an API token by writing to the hub's database directly: how a new hub
+gets its first operator. Later tokens are made through the API (spice token create).`)
+	dbURL := fs.String("database", env.Getenv("DATABASE_URL"), "PostgreSQL URL (env DATABASE_URL)")
+	principal := fs.String("principal", "", "who the token is for")
+	role := fs.String("role", "operator", "operator, renter or contributor")
+	name := fs.String("name", "", "a label for the token")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	r, err := auth.ParseRole(*role)
+	if err != nil || *principal == "" || *dbURL == "" {
+		fmt.Fprintln(env.Stderr, "Error: -principal, a valid -role and -database are required")
+		return ExitUsage
+	}
+	st, err := postgres.Open(ctx, *dbURL)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
+		return ExitError
+	}
+	defer st.Close()
+	secret, err := st.CreateToken(ctx, auth.Principal{Name: *principal, Role: r}, *name)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
+		return ExitError
+	}
+	fmt.Fprintln(env.Stdout, secret)
+	return ExitOK
+}
+
+func runDev(ctx context.Context, args []string, env Env) int {
+	var cfg devstack.Config
+	fs := flagSet(env, "dev", "", `Starts an ephemeral PostgreSQL (or uses DATABASE_URL), a hub, a demo operator,
+renter (with 1000 SP) and contributor, prints the URL and tokens, and runs
+until Ctrl-C, then stops everything it started.`)
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:7070", "hub listen address")
+	fs.StringVar(&cfg.DatabaseURL, "database", env.Getenv("DATABASE_URL"), "use this PostgreSQL instead of an ephemeral one (env DATABASE_URL)")
+	fs.StringVar(&cfg.DataDir, "data", "", "keep the key and database here across runs (default: a temporary directory)")
+	level := fs.String("log-level", "warn", "debug, info, warn or error")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	cfg.Logger = logger(env, *level)
+	st, err := devstack.Start(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
+		return ExitError
+	}
+	defer st.Close()
+	st.PrintWelcome(env.Stdout)
+	if err := st.Run(ctx); err != nil {
+		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
+		return ExitError
+	}
+	fmt.Fprintln(env.Stdout, "stopped; everything started by spice dev is gone")
+	return ExitOK
+}
+
+func runLedgerVerify(ctx context.Context, args []string, env Env) int {
+	fs := flagSet(env, "ledger verify", "", `Reads only the hub's public log (signed checkpoint, hash tiles, entry bundles),
+checks the signature and every tile against the signed root, replays every
+transfer under the ledger's rules, and reports balances and the total issued.
+With -database it also checks that the database's balances equal the replay.
+With -state it remembers the last verified checkpoint and proves the new one
+consistent with it (the log was only appended to).`)
+	addr := fs.String("address", env.Addr, "the hub's address (env SPICE_ADDR)")
+	logURL := fs.String("log", "", "the log's base URL (default <address>/log/)")
+	key := fs.String("key", env.Getenv("SPICE_LOG_KEY"), "the hub's log verifier key (env SPICE_LOG_KEY); without it the key is fetched from the hub, which proves nothing against that hub")
+	dbURL := fs.String("database", "", "also check the database's balances (PostgreSQL URL)")
+	state := fs.String("state", "", "file holding the last verified checkpoint")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	cfg := audit.Config{LogURL: *logURL, Key: *key}
+	if cfg.LogURL == "" {
+		cfg.LogURL = strings.TrimSuffix(*addr, "/") + "/log/"
+	}
+	if cfg.Key == "" {
+		k, err := audit.FetchKey(ctx, *addr, nil)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "Error: no -key given and %v\n", err)
+			return ExitError
+		}
+		fmt.Fprintf(env.Stderr, "warning: using the key the hub itself announced (%s); pass -key to audit against a key you trust\n", k)
+		cfg.Key = k
+	}
+	if *state != "" {
+		b, err := os.ReadFile(*state)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(env.Stderr, "Error: %v\n", err)
+			return ExitError
+		}
+		cfg.Trusted = b
+	}
+	if *dbURL != "" {
+		st, err := postgres.Open(ctx, *dbURL)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "Error: %v\n", err)
+			return ExitError
+		}
+		defer st.Close()
+		cfg.DB = st
+	}
+	rep, err := audit.Verify(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "FAILED: %v\n", err)
+		return ExitError
+	}
+	if *state != "" {
+		if err := os.WriteFile(*state, []byte(rep.Checkpoint), 0o644); err != nil {
+			fmt.Fprintf(env.Stderr, "Error: saving state: %v\n", err)
+			return ExitError
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(rep)
+		return ExitOK
+	}
+	printReport(env.Stdout, rep)
+	return ExitOK
+}
+
+func printReport(w io.Writer, rep *audit.Report) {
+	fmt.Fprintf(w, "log %s: %d entries verified against the signed checkpoint (root %s)\n", rep.Origin, rep.TreeSize, rep.RootHash)
+	fmt.Fprintf(w, "%d accounts, %d transfers replayed; total issued %s; balances sum to zero\n", rep.Accounts, rep.Transfers, rep.TotalIssued)
+	if rep.DBChecked {
+		fmt.Fprintf(w, "database balances equal the replay (%d entries beyond the checkpoint replayed too)\n", rep.DBTail)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "ACCOUNT\tOWNER\tKIND\tBALANCE\tHELD\t\n")
+	for _, b := range rep.Balances {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", b.ID, b.Owner, b.Kind, b.Balance, b.Pending)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "OK")
+}
+
+func runBenchLedger(ctx context.Context, args []string, env Env) int {
+	var lc bench.LedgerConfig
+	var hc bench.HTTPConfig
+	fs := flagSet(env, "bench ledger", "", `Starts an ephemeral PostgreSQL (fsync on) and measures, in the same run:
+durable ledger transfers/s for batches of 1, 100 and 8190; pgbench's TPC-B-like
+TPS with the same client count; their ratio; and the p50/p99 latency of single
+transfers over HTTP at a fixed offered rate.`)
+	fs.IntVar(&lc.Clients, "clients", 32, "ledger and pgbench clients")
+	fs.DurationVar(&lc.Duration, "duration", 10*time.Second, "per measurement")
+	fs.IntVar(&lc.Accounts, "accounts", 10000, "accounts transfers move between")
+	fs.IntVar(&hc.Rate, "http-rate", 2000, "HTTP transfers offered per second")
+	fs.IntVar(&hc.Clients, "http-clients", 64, "HTTP clients")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	hc.Duration = lc.Duration
+	cl, err := pgcluster.Start(ctx, pgcluster.DefaultConfig())
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
+		return ExitError
+	}
+	defer cl.Stop()
+	if _, err := bench.Ledger(ctx, cl, lc, env.Stdout); err != nil {
+		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
+		return ExitError
+	}
+	tmp, err := os.MkdirTemp("", "spice-bench-")
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
+		return ExitError
+	}
+	defer os.RemoveAll(tmp)
+	hc.TempDir = filepath.Clean(tmp)
+	if _, err := bench.HTTP(ctx, cl, hc, env.Stdout); err != nil {
+		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
+		return ExitError
+	}
+	return ExitOK
+}

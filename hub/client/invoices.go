@@ -1,0 +1,26 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/spiceroute/spiceroute/hub/invoice"
+)
+
+// Invoice returns invoice (or statement) number n.
+func (c *Client) Invoice(ctx context.Context, n int64) (*invoice.Invoice, error) {
+	var inv invoice.Invoice
+	if _, err := c.do(ctx, http.MethodGet, "/api/invoices/"+strconv.FormatInt(n, 10), nil, nil, &inv); err != nil {
+		return nil, err
+	}
+	return &inv, nil
+}
+
+// InvoiceDocument returns invoice n rendered as "html" or "pdf".
+func (c *Client) InvoiceDocument(ctx context.Context, n int64, format string) ([]byte, error) {
+	var b []byte
+	_, err := c.do(ctx, http.MethodGet, "/api/invoices/"+strconv.FormatInt(n, 10), url.Values{"format": {format}}, nil, &b)
+	return b, err
+}

@@ -1,0 +1,217 @@
+// Package hub wires a SpiceRoute hub together: the PostgreSQL store, the
+// ledger writer, the transparency log and its checkpoint publisher, and the
+// HTTP API. `spice hub` is Open + Run + Close; tests and `spice dev` reuse
+// the same Server with port 0 and temporary directories.
+package hub
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiceroute/spiceroute/hub/api"
+	"github.com/spiceroute/spiceroute/hub/ledger"
+	"github.com/spiceroute/spiceroute/hub/postgres"
+	"github.com/spiceroute/spiceroute/hub/translog"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// Config configures a hub. Only main reads flags and environment variables.
+type Config struct {
+	// Name is the hub's name: the origin line of its log checkpoints and the
+	// name of its signing key, e.g. "eu-west.spiceroute.example". Required.
+	Name string
+	// Listen is the HTTP address (default 127.0.0.1:7070; ":0" picks a port).
+	Listen string
+	// DatabaseURL is the PostgreSQL connection string. Required.
+	DatabaseURL string
+	// KeyFile holds the hub's Ed25519 signed-note key; created if missing.
+	KeyFile string
+	// CheckpointInterval bounds how long a commit waits for a signed
+	// checkpoint (default 500ms; at most a second).
+	CheckpointInterval time.Duration
+	// API configures the HTTP API (limits, rate limits).
+	API    api.Config
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a Config with every default filled in except Name,
+// DatabaseURL and KeyFile.
+func DefaultConfig() Config {
+	return Config{
+		Listen:             "127.0.0.1:7070",
+		CheckpointInterval: 500 * time.Millisecond,
+		API:                api.DefaultConfig(),
+	}
+}
+
+// SystemAccountID is the ID of a hub's own account of a kind: the first 16
+// bytes of SHA-256("spiceroute/system-account/v1\x00" || hub name || 0 || kind).
+// Deterministic, so every hub replica and auditor agrees on them.
+func SystemAccountID(hubName string, kind ledger.AccountKind) ledger.ID {
+	h := sha256.New()
+	h.Write([]byte("spiceroute/system-account/v1\x00" + hubName + "\x00"))
+	h.Write([]byte{byte(kind)})
+	var id ledger.ID
+	copy(id[:], h.Sum(nil))
+	return id
+}
+
+// SystemOwner owns the hub's own accounts.
+const SystemOwner = "hub"
+
+// systemAccounts are created at every start (idempotently).
+var systemAccounts = []struct {
+	kind  ledger.AccountKind
+	flags ledger.AccountFlags
+}{
+	{ledger.KindIssuance, ledger.AccountAllowNegative},
+	{ledger.KindHubCommission, 0},
+	{ledger.KindHubRevenue, 0},
+	{ledger.KindEscrow, 0},
+}
+
+// Server is a running hub.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	Store     *postgres.Store
+	Ledger    *ledger.Ledger
+	Log       *translog.Log
+	publisher *translog.Publisher
+	VKey      string // the log's verifier key, for auditors
+	http      *http.Server
+	listener  net.Listener
+
+	cancel context.CancelFunc
+	done   chan error
+	closed bool
+}
+
+// Open connects to the database, migrates it, loads the ledger, creates the
+// hub's system accounts and binds the listener. Serving starts with Run.
+func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
+	if cfg.Name == "" || cfg.DatabaseURL == "" || cfg.KeyFile == "" {
+		return nil, errors.New("hub: Name, DatabaseURL and KeyFile are required")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultConfig().Listen
+	}
+	if cfg.CheckpointInterval <= 0 || cfg.CheckpointInterval > time.Second {
+		cfg.CheckpointInterval = DefaultConfig().CheckpointInterval
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	signer, vkey, err := translog.LoadOrCreateKey(cfg.KeyFile, cfg.Name)
+	if err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	s.VKey = vkey
+	if s.Store, err = postgres.Open(ctx, cfg.DatabaseURL); err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	s.Log = translog.New(s.Store, signer)
+	s.publisher = translog.NewPublisher(s.Log, cfg.CheckpointInterval, cfg.Logger)
+	s.Ledger, err = ledger.Open(ctx, s.Store, ledger.Config{OnCommit: s.publisher.Notify, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	if err := s.createSystemAccounts(ctx); err != nil {
+		return nil, err
+	}
+	apiCfg := cfg.API
+	apiCfg.HubInfo = s.info(signer)
+	handler := api.New(apiCfg, api.Deps{Ledger: s.Ledger, Reader: s.Store, Tokens: s.Store, Log: s.Log, Prices: s.Store, Invoices: s.Store}, cfg.Logger, prometheus.NewRegistry())
+	if s.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("hub: listen: %w", err)
+	}
+	s.http = api.NewHTTPServer(s.listener.Addr().String(), handler.Handler())
+	return s, nil
+}
+
+func (s *Server) info(signer note.Signer) api.HubInfo {
+	info := api.HubInfo{Name: s.cfg.Name, LogOrigin: signer.Name(), LogPublicKey: s.VKey, SystemAccounts: map[string]ledger.ID{}}
+	for _, sa := range systemAccounts {
+		info.SystemAccounts[sa.kind.String()] = SystemAccountID(s.cfg.Name, sa.kind)
+	}
+	return info
+}
+
+func (s *Server) createSystemAccounts(ctx context.Context) error {
+	var accts []ledger.Account
+	for _, sa := range systemAccounts {
+		accts = append(accts, ledger.Account{ID: SystemAccountID(s.cfg.Name, sa.kind), Owner: SystemOwner, Kind: sa.kind, Flags: sa.flags})
+	}
+	res, err := s.Ledger.CreateAccounts(ctx, ledger.System, accts)
+	if err != nil {
+		return fmt.Errorf("hub: system accounts: %w", err)
+	}
+	for _, r := range res {
+		if r.Err != nil {
+			return fmt.Errorf("hub: system account %s: %w", r.Account.Kind, r.Err)
+		}
+	}
+	return nil
+}
+
+// URL is the hub's base URL, e.g. http://127.0.0.1:7070.
+func (s *Server) URL() string { return "http://" + s.listener.Addr().String() }
+
+// IssuanceAccount is where the hub's operator issues Spice from.
+func (s *Server) IssuanceAccount() ledger.ID { return SystemAccountID(s.cfg.Name, ledger.KindIssuance) }
+
+// Run serves until ctx is done or the server fails, then shuts down.
+func (s *Server) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pubDone := make(chan error, 1)
+	go func() { pubDone <- s.publisher.Run(ctx) }()
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- s.http.Serve(s.listener) }()
+	s.log.Info("hub serving", "name", s.cfg.Name, "url", s.URL(), "log_key", s.VKey)
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-srvErr:
+		err = fmt.Errorf("hub: serve: %w", err)
+	}
+	shutCtx, c2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer c2()
+	if e := s.http.Shutdown(shutCtx); e != nil && err == nil {
+		err = fmt.Errorf("hub: shutdown: %w", e)
+	}
+	cancel()
+	<-pubDone
+	return err
+}
+
+// Close releases everything Open acquired, in reverse order. Safe to call twice.
+func (s *Server) Close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.listener != nil {
+		s.listener.Close()
+	}
+	if s.Ledger != nil {
+		s.Ledger.Close()
+	}
+	if s.Store != nil {
+		s.Store.Close()
+	}
+	return nil
+}

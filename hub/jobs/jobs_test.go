@@ -1,0 +1,198 @@
+package jobs_test
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/nomad/api"
+	"github.com/spiceroute/spiceroute/hub/admission"
+	"github.com/spiceroute/spiceroute/hub/coded"
+	"github.com/spiceroute/spiceroute/hub/jobs"
+	"github.com/spiceroute/spiceroute/hub/ledger"
+	"github.com/spiceroute/spiceroute/hub/market"
+	"github.com/spiceroute/spiceroute/hub/postgres"
+	"github.com/spiceroute/spiceroute/hub/postgres/pgtest"
+	"github.com/spiceroute/spiceroute/hub/settle"
+	"github.com/spiceroute/spiceroute/scheduler/nomad"
+	"github.com/spiceroute/spiceroute/scheduler/nomadtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+type env struct {
+	t     *testing.T
+	svc   *jobs.Service
+	store *postgres.Store
+	l     *ledger.Ledger
+	iss   ledger.ID
+	sched *nomad.Scheduler
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	srv := nomadtest.NewTestServer(t, nomadtest.WithHCL("client {\n  node_pool = \""+nomad.DefaultNodePool+"\"\n}\n"))
+	sched, err := nomad.New(nomad.Config{Address: srv.Addr, Token: srv.ManagementToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sched.EnsureNodePool(ctx); err != nil {
+		t.Fatal(err)
+	}
+	store := postgres.New(pgtest.MustOpenDB(t))
+	l, err := ledger.Open(ctx, store, ledger.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	policy, err := admission.LoadPolicy("../../policies/admission.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, store: store, l: l, iss: ledger.NewID(), sched: sched}
+	acc := settle.Accounts{Escrow: ledger.NewID(), Commission: ledger.NewID()}
+	e.accounts(ledger.Account{ID: e.iss, Owner: "hub", Kind: ledger.KindIssuance, Flags: ledger.AccountAllowNegative},
+		ledger.Account{ID: acc.Escrow, Owner: "hub", Kind: ledger.KindEscrow},
+		ledger.Account{ID: acc.Commission, Owner: "hub", Kind: ledger.KindHubCommission})
+	e.svc = &jobs.Service{Sched: sched, Ledger: l, Prices: store, Policy: policy, Accounts: acc}
+	return e
+}
+
+func (e *env) accounts(as ...ledger.Account) {
+	e.t.Helper()
+	res, err := e.l.CreateAccounts(context.Background(), ledger.System, as)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Err != nil {
+			e.t.Fatal(r.Err)
+		}
+	}
+}
+
+// renter creates a funded renter account.
+func (e *env) renter(name string, funds ledger.Amount) ledger.ID {
+	e.t.Helper()
+	id := ledger.NewID()
+	e.accounts(ledger.Account{ID: id, Owner: name, Kind: ledger.KindRenter})
+	res, err := e.l.CreateTransfers(context.Background(), ledger.System, []ledger.Transfer{{ID: ledger.NewID(), DebitAccountID: e.iss, CreditAccountID: id, Amount: funds}})
+	if err != nil || res[0].Err != nil {
+		e.t.Fatal(err, res[0].Err)
+	}
+	return id
+}
+
+func (e *env) helloJob() *api.Job {
+	e.t.Helper()
+	src, err := os.ReadFile("../../nomad-jobs/hello.nomad.hcl")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	j, err := e.sched.ParseHCL(context.Background(), string(src))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return j
+}
+
+func (e *env) account(id ledger.ID) ledger.Account {
+	e.t.Helper()
+	a, err := e.store.Account(context.Background(), id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return a
+}
+
+func (e *env) noJob(renter, id string) {
+	e.t.Helper()
+	if _, err := e.sched.Job(context.Background(), renter, id); err == nil {
+		e.t.Fatalf("job %s reached Nomad", id)
+	}
+}
+
+func TestSubmitHoldsQuoteThenRegisters(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	alice := e.renter("alice", 10*ledger.MicroPerSpice)
+	adm, err := e.svc.Submit(ctx, "alice", alice, e.helloJob())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 100 MHz, 64 MB, 150 MB disk for the job's 10 minutes at the default prices.
+	want, _ := market.DefaultPrices.Cost(market.Resources{CPUMHz: 100, MemoryMB: 64, DiskMB: 150}, 10*time.Minute)
+	if adm.Quote.Max != want || adm.Namespace != "renter-alice" {
+		t.Fatalf("admission %+v, want a quote of %s", adm, want)
+	}
+	a := e.account(alice)
+	if a.DebitsPending != want || a.Available() != 10*ledger.MicroPerSpice-want {
+		t.Fatalf("alice holds %s (available %s), want %s held", a.DebitsPending, a.Available(), want)
+	}
+	j, err := e.sched.Job(ctx, "alice", "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Meta[jobs.MetaHold] != adm.Hold.String() || *j.NodePool != nomad.DefaultNodePool {
+		t.Fatalf("registered job meta %v, pool %s", j.Meta, *j.NodePool)
+	}
+	t.Run("RetryHoldsOnce", func(t *testing.T) {
+		again, err := e.svc.Submit(ctx, "alice", alice, e.helloJob())
+		if err != nil || again.Hold != adm.Hold {
+			t.Fatalf("retried submission: %+v, %v", again, err)
+		}
+		if a := e.account(alice); a.DebitsPending != want {
+			t.Fatalf("alice holds %s after a retry, want %s once", a.DebitsPending, want)
+		}
+	})
+}
+
+func TestRejectedJobsNeverReachNomad(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	t.Run("InsufficientFunds", func(t *testing.T) {
+		poor := e.renter("poor", 1)
+		_, err := e.svc.Submit(ctx, "poor", poor, e.helloJob())
+		if coded.CodeOf(err) != ledger.CodeInsufficientFunds || !strings.Contains(err.Error(), "costs up to") || !strings.Contains(err.Error(), "short") {
+			t.Fatalf("got %v", err)
+		}
+		e.noJob("poor", "hello")
+		if a := e.account(poor); a.DebitsPending != 0 || a.Balance() != 1 {
+			t.Fatalf("poor's account after rejection: %+v", a)
+		}
+	})
+	t.Run("PolicyViolation", func(t *testing.T) {
+		bob := e.renter("bob", 10*ledger.MicroPerSpice)
+		j := e.helloJob()
+		j.TaskGroups[0].Tasks[0].Driver = "raw_exec"
+		_, err := e.svc.Submit(ctx, "bob", bob, j)
+		if coded.CodeOf(err) != admission.CodeViolation || !strings.Contains(err.Error(), `task "hello"`) {
+			t.Fatalf("got %v", err)
+		}
+		e.noJob("bob", "hello")
+		if a := e.account(bob); a.DebitsPending != 0 {
+			t.Fatalf("a rejected job left a hold of %s", a.DebitsPending)
+		}
+	})
+	t.Run("OverMaxPrice", func(t *testing.T) {
+		carol := e.renter("carol", 10*ledger.MicroPerSpice)
+		j := e.helloJob()
+		j.Meta[admission.MetaMaxPrice] = "0.000001"
+		_, err := e.svc.Submit(ctx, "carol", carol, j)
+		if coded.CodeOf(err) != market.CodeOverMaxPrice {
+			t.Fatalf("got %v", err)
+		}
+		e.noJob("carol", "hello")
+	})
+	t.Run("CannotPayFromAnothersAccount", func(t *testing.T) {
+		dave := e.renter("dave", 10*ledger.MicroPerSpice)
+		_, err := e.svc.Submit(ctx, "mallory", dave, e.helloJob())
+		if coded.CodeOf(err) != ledger.CodeForbidden {
+			t.Fatalf("got %v", err)
+		}
+		e.noJob("mallory", "hello")
+	})
+}
