@@ -1,5 +1,5 @@
-# A renter's first job: prints a greeting and the contributor's kernel, then
-# exits. Run it with the stock nomad CLI pointed at a hub:
+# A renter's first job: prints a greeting and the contributor's kernel, works
+# for three seconds and exits. Run it with the stock nomad CLI pointed at a hub:
 #   NOMAD_ADDR=http://127.0.0.1:7070 NOMAD_TOKEN=<your SpiceRoute token> nomad job run nomad-jobs/hello.nomad.hcl
 job "hello" {
   type = "batch"
@@ -20,7 +20,7 @@ job "hello" {
 
       config {
         command = "/bin/sh"
-        args    = ["-c", "echo hello from SpiceRoute; uname -s"]
+        args    = ["-c", "echo hello from SpiceRoute; uname -s; sleep 3"]
       }
 
       resources {

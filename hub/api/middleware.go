@@ -123,6 +123,10 @@ func (s *Server) timeout(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// HeaderNomadToken carries the token of a Nomad client (the stock nomad
+// CLI with NOMAD_TOKEN set): a SpiceRoute token, accepted like a bearer token.
+const HeaderNomadToken = "X-Nomad-Token"
+
 // authenticate resolves a bearer token to its principal and applies the
 // rate limits: per token for valid tokens, per client IP for requests
 // without a valid token. A request with an invalid token is refused (401)
@@ -135,6 +139,9 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		now := time.Now()
 		h := c.Request().Header.Get(echo.HeaderAuthorization)
+		if t := c.Request().Header.Get(HeaderNomadToken); h == "" && t != "" {
+			h = "Bearer " + t // the stock nomad CLI, pointed at the hub's /v1/ gateway
+		}
 		if h == "" {
 			if err := s.limit(s.ips, ipKey(c.RealIP()), now); err != nil {
 				return err
@@ -166,6 +173,7 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 		}
 		c.Set(keyPrincipal, p)
+		c.SetRequest(c.Request().WithContext(auth.WithPrincipal(c.Request().Context(), p)))
 		return next(c)
 	}
 }

@@ -3,6 +3,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -69,4 +70,19 @@ func ValidName(name string) error {
 		}
 	}
 	return nil
+}
+
+type principalKey struct{}
+
+// WithPrincipal returns ctx carrying the authenticated principal p; the
+// API's authentication sets it on every request with a valid token, so
+// handlers mounted outside the API's router (the Nomad gateway) see it too.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalFrom returns the principal WithPrincipal put in ctx.
+func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
 }

@@ -43,6 +43,9 @@ type Invoice struct {
 	Subtotal   ledger.Amount `json:"subtotal"`
 	Commission ledger.Amount `json:"commission"`
 	Total      ledger.Amount `json:"total"`
+	// Credit is usage beyond the renter's quoted maximum, not charged
+	// (invoices only): Total = Subtotal − Credit.
+	Credit ledger.Amount `json:"credit,omitempty"`
 }
 
 // Line is one resource of one allocation.
@@ -73,14 +76,17 @@ func (inv *Invoice) Finish() error {
 		}
 		sub += l.Cost.Amount
 	}
-	if inv.Commission < 0 || inv.Commission > sub {
-		return fmt.Errorf("invoice: commission %s is not within the subtotal %s", inv.Commission, sub)
+	if inv.Credit < 0 || inv.Credit > sub || inv.Kind != RenterInvoice && inv.Credit != 0 {
+		return fmt.Errorf("invoice: credit %s is not within the subtotal %s", inv.Credit, sub)
+	}
+	if inv.Commission < 0 || inv.Commission > sub-inv.Credit {
+		return fmt.Errorf("invoice: commission %s is not within the subtotal %s", inv.Commission, sub-inv.Credit)
 	}
 	inv.Subtotal = sub
 	inv.Currency = "SP"
 	switch inv.Kind {
 	case RenterInvoice:
-		inv.Total = sub
+		inv.Total = sub - inv.Credit
 	case ContributorStatement:
 		inv.Total = sub - inv.Commission
 	default:

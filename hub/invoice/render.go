@@ -90,6 +90,9 @@ func (inv *Invoice) PDF(w io.Writer) error {
 	pdf.Ln(3)
 	totals := [][2]string{{"Subtotal", inv.Subtotal.String()}}
 	if inv.Kind == RenterInvoice {
+		if inv.Credit > 0 {
+			totals = append(totals, [2]string{"Beyond your quoted maximum, not charged", "-" + inv.Credit.String()})
+		}
 		totals = append(totals, [2]string{"of which hub commission", inv.Commission.String()}, [2]string{"Total paid", inv.Total.String()})
 	} else {
 		totals = append(totals, [2]string{"Hub commission", "-" + inv.Commission.String()}, [2]string{"Total credited", inv.Total.String()})

@@ -56,7 +56,17 @@ type Service struct {
 	Ledger   Ledger
 	Prices   Prices
 	Policy   *admission.Policy
-	Accounts settle.Accounts
+	Accounts Accounts
+	Store    Store
+	// Billing configures settlement and invoicing (Settle, RunSettlement).
+	Billing Billing
+}
+
+// Accounts are the ledger accounts admission uses: the hub's escrow and
+// commission accounts, and a lookup of a renter's own accounts.
+type Accounts struct {
+	settle.Accounts
+	Owned func(ctx context.Context, owner string) ([]ledger.Account, error)
 }
 
 // Admission is an admitted job.
@@ -67,9 +77,14 @@ type Admission struct {
 	Quote     market.Quote `json:"quote"`
 	Hold      ledger.ID    `json:"hold"`
 	EvalID    string       `json:"eval_id"`
+
+	// Nomad's registration response, for the gateway.
+	EvalCreateIndex uint64 `json:"eval_create_index"`
+	JobModifyIndex  uint64 `json:"job_modify_index"`
+	Warnings        string `json:"warnings,omitempty"`
 }
 
-// Key is a submission's admission key: the first 16 bytes, in hex, of
+// Key is a submission's base key: the first 16 bytes, in hex, of
 // SHA-256(renter 0 job ID 0 canonical job JSON).
 func Key(renter string, j *api.Job) (string, error) {
 	b, err := json.Marshal(j)
@@ -83,12 +98,159 @@ func Key(renter string, j *api.Job) (string, error) {
 }
 
 // Submit admits and registers renter's job, paid from account.
+//
+// The admission is recorded before its hold is placed and the hold before
+// the job is registered, so a submission retried after a timeout or a hub
+// crash finds the open admission and completes it with the same hold; an
+// admission whose job never reached Nomad is released by the settlement
+// loop (see Service.Settle).
 func (s *Service) Submit(ctx context.Context, renter string, account ledger.ID, j *api.Job) (*Admission, error) {
+	c, err := s.check(ctx, renter, j)
+	if err != nil {
+		return nil, err
+	}
+	base, err := Key(renter, j)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	rec, err := s.admission(ctx, renter, account, *j.ID, base, c.quote)
+	if err != nil {
+		return nil, err
+	}
+	if rec.Account != account {
+		return nil, coded.Errorf(CodeAdmissionConflict, "job %s is being admitted already, paid from account %s", *j.ID, rec.Account)
+	}
+	hold := settle.HoldTransfer(rec.Key, rec.Account, rec.Quote.Max, s.Accounts.Accounts, holdTimeout(rec.Quote))
+	res, err := s.Ledger.CreateTransfers(ctx, ledger.Caller{Principal: renter}, []ledger.Transfer{hold})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: hold: %w", err)
+	}
+	if e := res[0].Err; e != nil {
+		if err := s.Store.SetAdmissionState(ctx, rec.Key, Released, "hold refused: "+e.Message); err != nil {
+			return nil, fmt.Errorf("jobs: %w (and recording it failed: %v)", e, err)
+		}
+		if e.Code == ledger.CodeInsufficientFunds {
+			return nil, coded.Errorf(ledger.CodeInsufficientFunds, "job %s costs up to %s (%s at the current prices); your account cannot cover it: %s",
+				*j.ID, rec.Quote.Max, rec.Quote.MaxRuntime, e.Message)
+		}
+		return nil, e
+	}
+	if j.Meta == nil {
+		j.Meta = map[string]string{}
+	}
+	j.Meta[MetaHold] = hold.ID.String()
+	j.Meta[MetaQuote] = fmt.Sprint(int64(rec.Quote.Max))
+	j.Meta[MetaAccount] = rec.Account.String()
+	j.Meta[MetaAdmitted] = rec.Key
+	reg, err := s.Sched.Register(ctx, renter, j)
+	if err != nil {
+		if rerr := s.release(ctx, rec, "Nomad refused the job: "+err.Error()); rerr != nil {
+			return nil, fmt.Errorf("jobs: %w (and releasing hold %s failed: %v; it is retried, and expires at its timeout)", err, hold.ID, rerr)
+		}
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	if rec.State == Admitted {
+		if err := s.Store.SetAdmissionState(ctx, rec.Key, Running, ""); err != nil {
+			return nil, fmt.Errorf("jobs: %w", err)
+		}
+	}
+	return &Admission{JobID: *j.ID, Namespace: s.Sched.Namespace(renter), Key: rec.Key, Quote: rec.Quote, Hold: hold.ID,
+		EvalID: reg.EvalID, EvalCreateIndex: reg.EvalCreateIndex, JobModifyIndex: reg.JobModifyIndex, Warnings: reg.Warnings}, nil
+}
+
+// CodeAdmissionConflict rejects a submission racing another of the same job.
+const CodeAdmissionConflict coded.Code = "admission_conflict"
+
+// admission returns the open admission of the submission base, or records
+// a new one: the n-th run of the same spec gets key hash(base, n), so
+// running a job again after it ended holds afresh.
+func (s *Service) admission(ctx context.Context, renter string, account ledger.ID, jobID, base string, quote market.Quote) (*Record, error) {
+	rec, err := s.Store.OpenAdmission(ctx, base)
+	if err != nil || rec != nil {
+		return rec, err
+	}
+	n, err := s.Store.CountAdmissions(ctx, base)
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d", base, n)))
+	key := hex.EncodeToString(h[:16])
+	rec = &Record{Key: key, Base: base, Renter: renter, JobID: jobID, Account: account, Quote: quote, State: Admitted,
+		Hold: settle.Hold{ID: settle.ID(key, 0, "hold"), Renter: account, Amount: quote.Max}}
+	if err := s.Store.InsertAdmission(ctx, rec); err != nil {
+		return nil, err
+	}
+	// A concurrent identical submission may have inserted first: use the stored one.
+	return s.Store.Admission(ctx, key)
+}
+
+// holdTimeout is how long an admission hold lives: the job's maximum
+// runtime and HoldGrace, so a hub that stopped for good never leaves the
+// renter's funds reserved for ever.
+func holdTimeout(q market.Quote) uint32 {
+	return uint32((q.MaxRuntime + HoldGrace) / time.Second)
+}
+
+// Admit is Submit paid from the renter's own account: the first renter
+// account the principal owns (or the one the job's meta
+// spiceroute_pay_from names, if the renter owns it).
+func (s *Service) Admit(ctx context.Context, renter string, j *api.Job) (*Admission, error) {
+	account, err := s.payingAccount(ctx, renter, j.Meta[MetaPayFrom])
+	if err != nil {
+		return nil, err
+	}
+	return s.Submit(ctx, renter, account, j)
+}
+
+// MetaPayFrom names the renter account a job is paid from (optional).
+const MetaPayFrom = "spiceroute_pay_from"
+
+// CodeNoAccount rejects a job from a renter with no account to pay from.
+const CodeNoAccount coded.Code = "no_renter_account"
+
+func (s *Service) payingAccount(ctx context.Context, renter, want string) (ledger.ID, error) {
+	accts, err := s.Accounts.Owned(ctx, renter)
+	if err != nil {
+		return ledger.ID{}, fmt.Errorf("jobs: accounts of %s: %w", renter, err)
+	}
+	for _, a := range accts {
+		if a.Kind == ledger.KindRenter && (want == "" || a.ID.String() == want) {
+			return a.ID, nil
+		}
+	}
+	if want != "" {
+		return ledger.ID{}, coded.Errorf(CodeNoAccount, "meta %s: %s is not a renter account of %s", MetaPayFrom, want, renter)
+	}
+	return ledger.ID{}, coded.Errorf(CodeNoAccount, "%s has no renter account to pay for jobs from; ask the hub's operator for one", renter)
+}
+
+// Plan checks renter's job against the policy and quotes it, as Submit
+// would, then asks Nomad for a dry-run plan. Nothing is held or registered.
+func (s *Service) Plan(ctx context.Context, renter string, j *api.Job, diff bool) (*api.JobPlanResponse, market.Quote, error) {
+	c, err := s.check(ctx, renter, j)
+	if err != nil {
+		return nil, market.Quote{}, err
+	}
+	plan, err := s.Sched.Plan(ctx, renter, j, diff)
+	return plan, c.quote, err
+}
+
+// checked is a job that passed admission's checks.
+type checked struct {
+	quote   market.Quote
+	runtime time.Duration
+}
+
+// check places the job in the renter's namespace and the hub's pool,
+// strips the hub's meta keys, and checks it against the policy and the
+// renter's stated maximum price.
+func (s *Service) check(ctx context.Context, renter string, j *api.Job) (checked, error) {
+	var c checked
 	if j.ID == nil || *j.ID == "" {
-		return nil, coded.New(admission.CodeViolation, "the job has no ID")
+		return c, coded.New(admission.CodeViolation, "the job has no ID")
 	}
 	if err := s.Sched.EnsureRenter(ctx, renter); err != nil {
-		return nil, fmt.Errorf("jobs: %w", err)
+		return c, fmt.Errorf("jobs: %w", err)
 	}
 	s.Sched.Prepare(renter, j)
 	for _, k := range []string{MetaHold, MetaQuote, MetaAccount, MetaAdmitted} {
@@ -97,73 +259,32 @@ func (s *Service) Submit(ctx context.Context, renter string, account ledger.ID, 
 	aj := nomad.AdmissionJob(j)
 	usage, err := s.usage(ctx, renter, *j.ID)
 	if err != nil {
-		return nil, err
+		return c, err
 	}
 	if err := s.Policy.Check(&aj, usage); err != nil {
-		return nil, err
+		return c, err
 	}
-	runtime, err := s.Policy.Runtime(&aj)
-	if err != nil {
-		return nil, err
+	if c.runtime, err = s.Policy.Runtime(&aj); err != nil {
+		return c, err
 	}
 	var maxPrice ledger.Amount
 	if v, ok := j.Meta[admission.MetaMaxPrice]; ok {
 		if maxPrice, err = ledger.ParseAmount(v); err != nil {
-			return nil, coded.Errorf(admission.CodeViolation, "meta %s: %v", admission.MetaMaxPrice, err)
+			return c, coded.Errorf(admission.CodeViolation, "meta %s: %v", admission.MetaMaxPrice, err)
 		}
 	}
 	prices, err := s.Prices.Prices(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("jobs: %w", err)
+		return c, fmt.Errorf("jobs: %w", err)
 	}
 	tot := aj.Totals()
-	quote, err := market.NewQuote(prices, market.Resources{CPUMHz: int64(tot.CPUMHz), MemoryMB: int64(tot.MemoryMB), DiskMB: int64(tot.DiskMB)}, runtime, maxPrice)
-	if err != nil {
-		return nil, err
+	if c.quote, err = market.NewQuote(prices, market.Resources{CPUMHz: int64(tot.CPUMHz), MemoryMB: int64(tot.MemoryMB), DiskMB: int64(tot.DiskMB)}, c.runtime, maxPrice); err != nil {
+		return c, err
 	}
-	if quote.Max <= 0 {
-		return nil, coded.New(admission.CodeViolation, "the job asks for no resources")
+	if c.quote.Max <= 0 {
+		return c, coded.New(admission.CodeViolation, "the job asks for no resources")
 	}
-	key, err := Key(renter, j)
-	if err != nil {
-		return nil, fmt.Errorf("jobs: %w", err)
-	}
-	hold := settle.HoldTransfer(key, account, quote.Max, s.Accounts, uint32((runtime+HoldGrace)/time.Second))
-	res, err := s.Ledger.CreateTransfers(ctx, ledger.Caller{Principal: renter}, []ledger.Transfer{hold})
-	if err != nil {
-		return nil, fmt.Errorf("jobs: hold: %w", err)
-	}
-	if e := res[0].Err; e != nil {
-		if e.Code == ledger.CodeInsufficientFunds {
-			return nil, coded.Errorf(ledger.CodeInsufficientFunds, "job %s costs up to %s (%s at the current prices); your account cannot cover it: %s",
-				*j.ID, quote.Max, runtime, e.Message)
-		}
-		return nil, e
-	}
-	if j.Meta == nil {
-		j.Meta = map[string]string{}
-	}
-	j.Meta[MetaHold] = hold.ID.String()
-	j.Meta[MetaQuote] = fmt.Sprint(int64(quote.Max))
-	j.Meta[MetaAccount] = account.String()
-	j.Meta[MetaAdmitted] = key
-	reg, err := s.Sched.Register(ctx, renter, j)
-	if err != nil {
-		return nil, s.release(ctx, key, hold.ID, err)
-	}
-	return &Admission{JobID: *j.ID, Namespace: s.Sched.Namespace(renter), Key: key, Quote: quote, Hold: hold.ID, EvalID: reg.EvalID}, nil
-}
-
-// release voids the hold of a job Nomad did not take, and returns cause.
-func (s *Service) release(ctx context.Context, key string, hold ledger.ID, cause error) error {
-	res, err := s.Ledger.CreateTransfers(ctx, ledger.System, []ledger.Transfer{{ID: settle.ID(key, 1, "void"), PendingID: hold, Flags: ledger.VoidPending, Code: settle.CodePostHold}})
-	if err == nil && res[0].Err != nil {
-		err = res[0].Err
-	}
-	if err != nil {
-		return fmt.Errorf("jobs: %w (and releasing hold %s failed: %v; it expires at its timeout)", cause, hold, err)
-	}
-	return fmt.Errorf("jobs: %w", cause)
+	return c, nil
 }
 
 // usage is what the renter already runs, the job being replaced excluded.

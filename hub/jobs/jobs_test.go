@@ -2,6 +2,7 @@ package jobs_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -29,12 +30,20 @@ type env struct {
 	l     *ledger.Ledger
 	iss   ledger.ID
 	sched *nomad.Scheduler
+	srv   *nomadtest.Server
+	acc   settle.Accounts
+	// revenue is paid for work on nodes without a contributor account.
+	revenue ledger.ID
+	// contrib is the contributor account the agent's client node names.
+	contrib ledger.ID
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
-	srv := nomadtest.NewTestServer(t, nomadtest.WithHCL("client {\n  node_pool = \""+nomad.DefaultNodePool+"\"\n}\n"))
+	contrib := ledger.NewID()
+	srv := nomadtest.NewTestServer(t, nomadtest.WithHCL(fmt.Sprintf("client {\n  node_pool = %q\n  meta {\n    %s = %q\n  }\n}\n",
+		nomad.DefaultNodePool, nomad.MetaContributorAccount, contrib)))
 	sched, err := nomad.New(nomad.Config{Address: srv.Addr, Token: srv.ManagementToken})
 	if err != nil {
 		t.Fatal(err)
@@ -52,12 +61,18 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, store: store, l: l, iss: ledger.NewID(), sched: sched}
+	e := &env{t: t, store: store, l: l, iss: ledger.NewID(), sched: sched, srv: srv, contrib: contrib}
 	acc := settle.Accounts{Escrow: ledger.NewID(), Commission: ledger.NewID()}
 	e.accounts(ledger.Account{ID: e.iss, Owner: "hub", Kind: ledger.KindIssuance, Flags: ledger.AccountAllowNegative},
 		ledger.Account{ID: acc.Escrow, Owner: "hub", Kind: ledger.KindEscrow},
-		ledger.Account{ID: acc.Commission, Owner: "hub", Kind: ledger.KindHubCommission})
-	e.svc = &jobs.Service{Sched: sched, Ledger: l, Prices: store, Policy: policy, Accounts: acc}
+		ledger.Account{ID: acc.Commission, Owner: "hub", Kind: ledger.KindHubCommission},
+		ledger.Account{ID: contrib, Owner: "carol", Kind: ledger.KindContributor})
+	e.acc = acc
+	e.revenue = ledger.NewID()
+	e.accounts(ledger.Account{ID: e.revenue, Owner: "hub", Kind: ledger.KindHubRevenue})
+	e.svc = &jobs.Service{Sched: sched, Ledger: l, Prices: store, Policy: policy, Store: store,
+		Accounts: jobs.Accounts{Accounts: acc, Owned: store.AccountsByOwner},
+		Billing:  jobs.Billing{Hub: "test.hub", CommissionBP: 1000, Interval: time.Second, Lag: time.Second, Revenue: e.revenue, Reader: store}}
 	return e
 }
 

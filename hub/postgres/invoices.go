@@ -18,6 +18,17 @@ const invoiceLock = 0x696e76
 // IssueInvoice gives inv the next number and stores it. Numbers are gapless:
 // the number is taken under a lock in the same transaction as the insert.
 func (s *Store) IssueInvoice(ctx context.Context, inv *invoice.Invoice) error {
+	return s.issueInvoice(ctx, inv, "")
+}
+
+// IssueJobInvoice issues inv for the job admission key and records it on
+// the admission, in one transaction; if the admission has its invoice
+// already, inv.Number is set to it and nothing is issued.
+func (s *Store) IssueJobInvoice(ctx context.Context, key string, inv *invoice.Invoice) error {
+	return s.issueInvoice(ctx, inv, key)
+}
+
+func (s *Store) issueInvoice(ctx context.Context, inv *invoice.Invoice, admission string) error {
 	if err := inv.Finish(); err != nil {
 		return err
 	}
@@ -28,6 +39,16 @@ func (s *Store) IssueInvoice(ctx context.Context, inv *invoice.Invoice) error {
 	defer tx.Rollback(ctx)
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, invoiceLock); err != nil {
 		return fmt.Errorf("postgres: issue invoice: %w", err)
+	}
+	if admission != "" {
+		var have *int64
+		if err := tx.QueryRow(ctx, `SELECT invoice FROM job_admissions WHERE key = $1`, admission).Scan(&have); err != nil {
+			return fmt.Errorf("postgres: issue invoice for %s: %w", admission, err)
+		}
+		if have != nil {
+			inv.Number = *have
+			return nil
+		}
 	}
 	if err := tx.QueryRow(ctx, `SELECT coalesce(max(number), 0) + 1 FROM invoices`).Scan(&inv.Number); err != nil {
 		return fmt.Errorf("postgres: issue invoice: %w", err)
@@ -40,6 +61,11 @@ func (s *Store) IssueInvoice(ctx context.Context, inv *invoice.Invoice) error {
 		inv.Number, string(inv.Kind), inv.Party, inv.Job, inv.IssuedAt, doc)
 	if err != nil {
 		return fmt.Errorf("postgres: issue invoice: %w", err)
+	}
+	if admission != "" {
+		if _, err := tx.Exec(ctx, `UPDATE job_admissions SET invoice = $2 WHERE key = $1`, admission, inv.Number); err != nil {
+			return fmt.Errorf("postgres: issue invoice for %s: %w", admission, err)
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("postgres: issue invoice: %w", err)

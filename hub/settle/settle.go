@@ -31,6 +31,7 @@ const (
 	CodePostHold   uint16 = 101 // posting the hold for what is due
 	CodePay        uint16 = 102 // escrow → contributor
 	CodeCommission uint16 = 103 // escrow → hub commission
+	CodeRefund     uint16 = 104 // a lost allocation's charge returned to the renter
 )
 
 // Accounts are the hub's accounts settlement moves money through.
@@ -41,10 +42,10 @@ type Accounts struct {
 
 // Hold is a job's current hold.
 type Hold struct {
-	ID     ledger.ID
-	Renter ledger.ID // the renter's account
-	Amount ledger.Amount
-	Seq    int // 0 for the admission hold, k after the k-th tick
+	ID     ledger.ID     `json:"id"`
+	Renter ledger.ID     `json:"renter"` // the renter's account
+	Amount ledger.Amount `json:"amount"`
+	Seq    int           `json:"seq"` // 0 for the admission hold, k after the k-th tick
 }
 
 // Charge is what one allocation owes since the previous tick.
@@ -52,15 +53,31 @@ type Charge struct {
 	Allocation  string
 	Contributor ledger.ID // the contributor's account
 	Amount      ledger.Amount
+	// Paid and PaidCommission are what the allocation paid in earlier
+	// ticks and the commission taken from it: the commission is rounded on
+	// the running total, so over a job it is exactly Commission(total).
+	Paid, PaidCommission ledger.Amount
+}
+
+// Share is what one allocation paid in a tick: Gross from the renter, of
+// which Commission went to the hub and the rest to the contributor by the
+// transfer Pay.
+type Share struct {
+	Allocation  string        `json:"allocation"`
+	Contributor ledger.ID     `json:"contributor"`
+	Gross       ledger.Amount `json:"gross"`
+	Commission  ledger.Amount `json:"commission"`
+	Pay         ledger.ID     `json:"pay,omitzero"` // zero when the whole share was commission
 }
 
 // Plan is one tick: the linked chain to submit and the hold that follows it.
 type Plan struct {
-	Transfers  []ledger.Transfer
-	Next       *Hold         // nil after the final tick
-	Charged    ledger.Amount // taken from the renter
-	Commission ledger.Amount // of which the hub keeps
-	Capped     bool          // usage exceeded the hold; only the hold was charged
+	Transfers  []ledger.Transfer `json:"transfers"`
+	Shares     []Share           `json:"shares,omitempty"` // per allocation, in Transfers' order
+	Next       *Hold             `json:"next,omitempty"`   // nil after the final tick
+	Charged    ledger.Amount     `json:"charged"`          // taken from the renter
+	Commission ledger.Amount     `json:"commission"`       // of which the hub keeps
+	Capped     bool              `json:"capped,omitempty"` // usage exceeded the hold; only the hold was charged
 }
 
 // ID derives a settlement transfer ID: the first 16 bytes of
@@ -97,6 +114,11 @@ func Commission(amount ledger.Amount, rateBP int) ledger.Amount {
 // Tick plans a settlement of charges against hold. final ends the job: the
 // remainder of the hold is released instead of held again. A non-final tick
 // with nothing due returns an empty plan (nothing to submit).
+//
+// Each allocation is paid by its own transfer (escrow → contributor, user
+// data "alloc <id>"), so every allocation's settlement is in the log; the
+// commission, rounded down on each allocation's running total, is one
+// transfer.
 func Tick(job string, hold Hold, charges []Charge, rateBP int, final bool, acc Accounts) (Plan, error) {
 	if rateBP < 0 || rateBP > 10_000 {
 		return Plan{}, fmt.Errorf("settle: commission rate %d basis points is outside 0..10000", rateBP)
@@ -104,30 +126,32 @@ func Tick(job string, hold Hold, charges []Charge, rateBP int, final bool, acc A
 	if hold.Amount <= 0 {
 		return Plan{}, errors.New("settle: the hold is empty")
 	}
-	byContributor := map[ledger.ID]ledger.Amount{}
 	var due ledger.Amount
+	seen := map[string]bool{}
 	for _, c := range charges {
 		if c.Amount < 0 {
 			return Plan{}, fmt.Errorf("settle: allocation %s: negative charge", c.Allocation)
 		}
-		byContributor[c.Contributor] += c.Amount
+		if seen[c.Allocation] {
+			return Plan{}, fmt.Errorf("settle: allocation %s charged twice in one tick", c.Allocation)
+		}
+		seen[c.Allocation] = true
 		due += c.Amount
 	}
 	p := Plan{}
+	charges = append([]Charge(nil), charges...)
+	sort.Slice(charges, func(i, j int) bool { return charges[i].Allocation < charges[j].Allocation })
 	if due > hold.Amount {
-		// Cannot happen when the job is stopped at its quoted runtime; if
-		// it does, the renter pays no more than it agreed to.
+		// Usage ran past what the renter agreed to (a job stopped late at
+		// its maximum runtime): the renter pays no more than the hold.
 		// Each share is scaled down exactly (a·hold/due, rounded down).
 		p.Capped = true
 		total := big.NewInt(int64(due))
-		scale := func(a ledger.Amount) ledger.Amount {
-			n := new(big.Int).Mul(big.NewInt(int64(a)), big.NewInt(int64(hold.Amount)))
-			return ledger.Amount(n.Quo(n, total).Int64())
-		}
 		due = 0
-		for k, a := range byContributor {
-			byContributor[k] = scale(a)
-			due += byContributor[k]
+		for i := range charges {
+			n := new(big.Int).Mul(big.NewInt(int64(charges[i].Amount)), big.NewInt(int64(hold.Amount)))
+			charges[i].Amount = ledger.Amount(n.Quo(n, total).Int64())
+			due += charges[i].Amount
 		}
 	}
 	seq := hold.Seq + 1
@@ -146,24 +170,54 @@ func Tick(job string, hold Hold, charges []Charge, rateBP int, final bool, acc A
 		p.Transfers = append(p.Transfers, ledger.Transfer{ID: next.ID, DebitAccountID: hold.Renter, CreditAccountID: acc.Escrow, Amount: rest, Flags: ledger.Pending, Code: CodeHold, UserData: ud})
 		p.Next = &next
 	}
-	contributors := make([]ledger.ID, 0, len(byContributor))
-	for k := range byContributor {
-		contributors = append(contributors, k)
-	}
-	sort.Slice(contributors, func(i, j int) bool { return contributors[i].String() < contributors[j].String() })
-	for _, k := range contributors {
-		a := byContributor[k]
-		c := Commission(a, rateBP)
-		p.Commission += c
-		if a-c > 0 {
-			p.Transfers = append(p.Transfers, ledger.Transfer{ID: ID(job, seq, "pay "+k.String()), DebitAccountID: acc.Escrow, CreditAccountID: k, Amount: a - c, Code: CodePay, UserData: ud})
+	for _, c := range charges {
+		if c.Amount == 0 {
+			continue
 		}
+		sh := Share{Allocation: c.Allocation, Contributor: c.Contributor, Gross: c.Amount,
+			Commission: max(0, Commission(c.Paid+c.Amount, rateBP)-c.PaidCommission)}
+		p.Commission += sh.Commission
+		if net := sh.Gross - sh.Commission; net > 0 {
+			sh.Pay = ID(job, seq, "pay "+c.Allocation)
+			p.Transfers = append(p.Transfers, ledger.Transfer{ID: sh.Pay, DebitAccountID: acc.Escrow, CreditAccountID: c.Contributor, Amount: net, Code: CodePay, UserData: allocData(c.Allocation)})
+		}
+		p.Shares = append(p.Shares, sh)
 	}
 	if p.Commission > 0 {
 		p.Transfers = append(p.Transfers, ledger.Transfer{ID: ID(job, seq, "commission"), DebitAccountID: acc.Escrow, CreditAccountID: acc.Commission, Amount: p.Commission, Code: CodeCommission, UserData: ud})
 	}
-	for i := range p.Transfers[:len(p.Transfers)-1] {
-		p.Transfers[i].Flags |= ledger.Linked
-	}
+	link(p.Transfers)
 	return p, nil
+}
+
+// Refund returns to the renter what an allocation paid (a lost allocation:
+// the contributor's fault): the contributor's net share and the hub's
+// commission, as one linked chain. The contributor's account must cover
+// it; if it does not yet, the chain fails as a whole and is retried later.
+func Refund(job string, share Share, renter ledger.ID, acc Accounts) []ledger.Transfer {
+	var ts []ledger.Transfer
+	ud := allocData(share.Allocation)
+	if net := share.Gross - share.Commission; net > 0 {
+		ts = append(ts, ledger.Transfer{ID: ID(job, 0, "refund "+share.Allocation), DebitAccountID: share.Contributor, CreditAccountID: renter, Amount: net, Code: CodeRefund, UserData: ud})
+	}
+	if share.Commission > 0 {
+		ts = append(ts, ledger.Transfer{ID: ID(job, 0, "refund commission "+share.Allocation), DebitAccountID: acc.Commission, CreditAccountID: renter, Amount: share.Commission, Code: CodeRefund, UserData: ud})
+	}
+	link(ts)
+	return ts
+}
+
+// link marks all but the last transfer linked: the chain commits all or nothing.
+func link(ts []ledger.Transfer) {
+	for i := 0; i+1 < len(ts); i++ {
+		ts[i].Flags |= ledger.Linked
+	}
+}
+
+func allocData(alloc string) string {
+	ud := "alloc " + alloc
+	if len(ud) > ledger.MaxUserData {
+		ud = ud[:ledger.MaxUserData]
+	}
+	return ud
 }

@@ -115,7 +115,7 @@ func TestTicksChargeExactlyOnce(t *testing.T) {
 	b.check(0, 0, 0, 0, 5*sp)
 
 	// Tick 1: carol's allocation ran 1 SP, dave's 0.5 SP; commission 10 %.
-	p, err := settle.Tick(job, h, []settle.Charge{{"a1", b.c1, 1 * sp}, {"a2", b.c2, sp / 2}}, 1000, false, b.acc)
+	p, err := settle.Tick(job, h, []settle.Charge{{Allocation: "a1", Contributor: b.c1, Amount: 1 * sp}, {Allocation: "a2", Contributor: b.c2, Amount: sp / 2}}, 1000, false, b.acc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestTicksChargeExactlyOnce(t *testing.T) {
 	}
 
 	// Final tick: 0.25 SP more from carol; the rest of the hold is released.
-	f, err := settle.Tick(job, *p.Next, []settle.Charge{{"a1", b.c1, sp / 4}}, 1000, true, b.acc)
+	f, err := settle.Tick(job, *p.Next, []settle.Charge{{Allocation: "a1", Contributor: b.c1, Amount: sp / 4}}, 1000, true, b.acc)
 	if err != nil || f.Next != nil {
 		t.Fatalf("final tick: %+v, %v", f, err)
 	}
@@ -162,7 +162,7 @@ func TestUsageBeyondHoldIsCapped(t *testing.T) {
 	b := newBooks(t)
 	hold := settle.HoldTransfer("overrun", b.renter, 2*sp, b.acc, 0)
 	b.submit(nil, []ledger.Transfer{hold})
-	p, err := settle.Tick("overrun", settle.Hold{ID: hold.ID, Renter: b.renter, Amount: 2 * sp}, []settle.Charge{{"a1", b.c1, 3 * sp}, {"a2", b.c2, 1 * sp}}, 0, false, b.acc)
+	p, err := settle.Tick("overrun", settle.Hold{ID: hold.ID, Renter: b.renter, Amount: 2 * sp}, []settle.Charge{{Allocation: "a1", Contributor: b.c1, Amount: 3 * sp}, {Allocation: "a2", Contributor: b.c2, Amount: 1 * sp}}, 0, false, b.acc)
 	if err != nil || !p.Capped || p.Charged != 2*sp || p.Next != nil {
 		t.Fatalf("capped tick: %+v, %v", p, err)
 	}
@@ -176,7 +176,7 @@ func TestTickRejects(t *testing.T) {
 	if _, err := settle.Tick("j", h, nil, 10_001, false, acc); err == nil {
 		t.Fatal("a commission over 100 % was accepted")
 	}
-	if _, err := settle.Tick("j", h, []settle.Charge{{"a", ledger.NewID(), -1}}, 0, false, acc); err == nil {
+	if _, err := settle.Tick("j", h, []settle.Charge{{Allocation: "a", Contributor: ledger.NewID(), Amount: -1}}, 0, false, acc); err == nil {
 		t.Fatal("a negative charge was accepted")
 	}
 	if _, err := settle.Tick("j", settle.Hold{}, nil, 0, false, acc); err == nil {
@@ -194,4 +194,47 @@ func TestCommission(t *testing.T) {
 			t.Errorf("Commission(%d, %d) = %d, want %d", tt.a, tt.bp, got, tt.want)
 		}
 	}
+}
+
+func TestCommissionRoundsOnTheRunningTotal(t *testing.T) {
+	acc := settle.Accounts{Escrow: ledger.NewID(), Commission: ledger.NewID()}
+	h := settle.Hold{ID: ledger.NewID(), Renter: ledger.NewID(), Amount: sp}
+	c := ledger.NewID()
+	// Ten ticks of 9 µSP at 10 %: rounding each would take 0 commission;
+	// rounding the running total takes 9 of the 90.
+	var paid, commission ledger.Amount
+	for i := 0; i < 10; i++ {
+		p, err := settle.Tick("j", h, []settle.Charge{{Allocation: "a", Contributor: c, Amount: 9, Paid: paid, PaidCommission: commission}}, 1000, false, acc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paid += p.Charged
+		commission += p.Commission
+		h = *p.Next
+	}
+	if paid != 90 || commission != 9 {
+		t.Fatalf("paid %d with commission %d, want 90 and 9", paid, commission)
+	}
+}
+
+func TestRefundReturnsALostAllocationsCharges(t *testing.T) {
+	b := newBooks(t)
+	hold := settle.HoldTransfer("lost", b.renter, 5*sp, b.acc, 0)
+	b.submit(nil, []ledger.Transfer{hold})
+	p, err := settle.Tick("lost", settle.Hold{ID: hold.ID, Renter: b.renter, Amount: 5 * sp}, []settle.Charge{{Allocation: "a1", Contributor: b.c1, Amount: 2 * sp}}, 1000, false, b.acc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.submit(nil, p.Transfers)
+	b.check(2*sp, 1_800_000, 0, 200_000, 3*sp)
+	// a1 turns out lost: everything it paid goes back to the renter.
+	ts := settle.Refund("lost", p.Shares[0], b.renter, b.acc)
+	b.submit(nil, ts)
+	b.check(0, 0, 0, 0, 3*sp)
+	for _, r := range b.submit(nil, ts) {
+		if !r.Existed {
+			t.Fatalf("a retried refund moved money again: %+v", r)
+		}
+	}
+	b.check(0, 0, 0, 0, 3*sp)
 }

@@ -182,3 +182,15 @@ func (s *Scheduler) ParseHCL(ctx context.Context, hcl string) (*api.Job, error) 
 	}
 	return j, nil
 }
+
+// Plan asks Nomad for a dry-run plan of a prepared job.
+func (s *Scheduler) Plan(ctx context.Context, renter string, j *api.Job, diff bool) (*api.JobPlanResponse, error) {
+	if j.Namespace == nil || *j.Namespace != s.Namespace(renter) {
+		return nil, fmt.Errorf("nomad: job %s was not prepared for renter %s", str(j.ID), renter)
+	}
+	resp, _, err := s.c.Jobs().Plan(j, diff, s.write(ctx, s.Namespace(renter)))
+	if err != nil {
+		return nil, fmt.Errorf("nomad: plan %s/%s: %w", renter, str(j.ID), err)
+	}
+	return resp, nil
+}
