@@ -15,10 +15,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiceroute/spiceroute/hub/admission"
 	"github.com/spiceroute/spiceroute/hub/api"
+	"github.com/spiceroute/spiceroute/hub/jobs"
 	"github.com/spiceroute/spiceroute/hub/ledger"
 	"github.com/spiceroute/spiceroute/hub/postgres"
+	"github.com/spiceroute/spiceroute/hub/settle"
 	"github.com/spiceroute/spiceroute/hub/translog"
+	"github.com/spiceroute/spiceroute/scheduler/nomad"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -37,9 +41,28 @@ type Config struct {
 	// checkpoint (default 500ms; at most a second).
 	CheckpointInterval time.Duration
 	// API configures the HTTP API (limits, rate limits).
-	API    api.Config
+	API api.Config
+
+	// Nomad is the hub's Nomad cluster, reached with the hub's own token.
+	// An empty Address runs a ledger-only hub: no jobs, no gateway.
+	Nomad nomad.Config
+	// PolicyFile is the admission policy (default policies/admission.hcl).
+	PolicyFile string
+	// CommissionBP is the hub's commission in basis points of what renters
+	// pay (default 1000: 10 %; set NoCommission for none).
+	CommissionBP int
+	// SettleInterval is how often running jobs are settled (default 1m);
+	// SettleLag how far behind the clock they are charged (default 5s).
+	SettleInterval, SettleLag time.Duration
+
 	Logger *slog.Logger
 }
+
+// NoCommission is a CommissionBP that takes no commission.
+const NoCommission = -1
+
+// DefaultPolicyFile is where the hub finds its admission policy.
+const DefaultPolicyFile = "policies/admission.hcl"
 
 // DefaultConfig returns a Config with every default filled in except Name,
 // DatabaseURL and KeyFile.
@@ -48,6 +71,8 @@ func DefaultConfig() Config {
 		Listen:             "127.0.0.1:7070",
 		CheckpointInterval: 500 * time.Millisecond,
 		API:                api.DefaultConfig(),
+		PolicyFile:         DefaultPolicyFile,
+		CommissionBP:       1000,
 	}
 }
 
@@ -86,8 +111,10 @@ type Server struct {
 	Log       *translog.Log
 	publisher *translog.Publisher
 	VKey      string // the log's verifier key, for auditors
-	http      *http.Server
-	listener  net.Listener
+	// Jobs admits, meters and settles renters' jobs; nil without Nomad.
+	Jobs     *jobs.Service
+	http     *http.Server
+	listener net.Listener
 
 	cancel context.CancelFunc
 	done   chan error
@@ -132,14 +159,59 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.createSystemAccounts(ctx); err != nil {
 		return nil, err
 	}
+	deps := api.Deps{Ledger: s.Ledger, Reader: s.Store, Tokens: s.Store, Log: s.Log, Prices: s.Store, Invoices: s.Store}
+	if cfg.Nomad.Address != "" {
+		if s.Jobs, err = s.openJobs(ctx); err != nil {
+			return nil, err
+		}
+		deps.Jobs = s.Jobs
+	}
 	apiCfg := cfg.API
 	apiCfg.HubInfo = s.info(signer)
-	handler := api.New(apiCfg, api.Deps{Ledger: s.Ledger, Reader: s.Store, Tokens: s.Store, Log: s.Log, Prices: s.Store, Invoices: s.Store}, cfg.Logger, prometheus.NewRegistry())
+	handler := api.New(apiCfg, deps, cfg.Logger, prometheus.NewRegistry())
 	if s.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("hub: listen: %w", err)
 	}
 	s.http = api.NewHTTPServer(s.listener.Addr().String(), handler.Handler())
 	return s, nil
+}
+
+// openJobs connects to Nomad, creates the contributors' node pool and
+// loads the admission policy.
+func (s *Server) openJobs(ctx context.Context) (*jobs.Service, error) {
+	cfg := s.cfg
+	sched, err := nomad.New(cfg.Nomad)
+	if err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	if err := sched.EnsureNodePool(ctx); err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	if cfg.PolicyFile == "" {
+		cfg.PolicyFile = DefaultPolicyFile
+	}
+	policy, err := admission.LoadPolicy(cfg.PolicyFile)
+	if err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	bp := cfg.CommissionBP
+	switch {
+	case bp == NoCommission:
+		bp = 0
+	case bp == 0:
+		bp = DefaultConfig().CommissionBP
+	case bp < 0 || bp > 10_000:
+		return nil, fmt.Errorf("hub: commission %d basis points is outside 0..10000", bp)
+	}
+	return &jobs.Service{
+		Sched: sched, Ledger: s.Ledger, Prices: s.Store, Policy: policy, Store: s.Store,
+		Accounts: jobs.Accounts{
+			Accounts: settle.Accounts{Escrow: SystemAccountID(cfg.Name, ledger.KindEscrow), Commission: SystemAccountID(cfg.Name, ledger.KindHubCommission)},
+			Owned:    s.Store.AccountsByOwner,
+		},
+		Billing: jobs.Billing{Hub: cfg.Name, CommissionBP: bp, Interval: cfg.SettleInterval, Lag: cfg.SettleLag,
+			Revenue: SystemAccountID(cfg.Name, ledger.KindHubRevenue), Reader: s.Store, Logger: cfg.Logger},
+	}, nil
 }
 
 func (s *Server) info(signer note.Signer) api.HubInfo {
@@ -179,6 +251,11 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	pubDone := make(chan error, 1)
 	go func() { pubDone <- s.publisher.Run(ctx) }()
+	var settleDone chan error // nil (never ready) without jobs
+	if s.Jobs != nil {
+		settleDone = make(chan error, 1)
+		go func() { settleDone <- s.Jobs.RunSettlement(ctx) }()
+	}
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- s.http.Serve(s.listener) }()
 	s.log.Info("hub serving", "name", s.cfg.Name, "url", s.URL(), "log_key", s.VKey)
@@ -187,6 +264,12 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-srvErr:
 		err = fmt.Errorf("hub: serve: %w", err)
+	case err = <-settleDone:
+		if err == nil {
+			err = errors.New("hub: settlement stopped")
+		}
+		err = fmt.Errorf("hub: %w", err)
+		settleDone <- nil
 	}
 	shutCtx, c2 := context.WithTimeout(context.Background(), 10*time.Second)
 	defer c2()
@@ -195,6 +278,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	cancel()
 	<-pubDone
+	if settleDone != nil {
+		<-settleDone
+	}
 	return err
 }
 

@@ -106,6 +106,8 @@ type Deps struct {
 	Prices PriceStore
 	// Invoices serves /api/invoices when set.
 	Invoices InvoiceStore
+	// Jobs serves /api/jobs when set (a hub with a Nomad cluster).
+	Jobs JobService
 }
 
 // Config configures the API. Start from DefaultConfig.
@@ -253,6 +255,9 @@ func New(cfg Config, deps Deps, logger *slog.Logger, reg *prometheus.Registry) *
 	}
 	if deps.Invoices != nil {
 		s.registerInvoices(g)
+	}
+	if deps.Jobs != nil {
+		s.registerJobs(g, small)
 	}
 	return s
 }

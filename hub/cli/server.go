@@ -76,6 +76,12 @@ the signing key is created if the key file does not exist.`)
 	fs.DurationVar(&cfg.CheckpointInterval, "checkpoint-interval", cfg.CheckpointInterval, "longest wait for a signed checkpoint after a commit (<= 1s)")
 	fs.Float64Var(&cfg.API.RatePerToken, "rate", cfg.API.RatePerToken, "requests per second allowed per token")
 	fs.IntVar(&cfg.API.Burst, "burst", cfg.API.Burst, "request burst allowed per token")
+	fs.StringVar(&cfg.Nomad.Address, "nomad", env.Getenv("SPICE_NOMAD_ADDR"), "the Nomad cluster renters' jobs run on, e.g. http://127.0.0.1:4646 (env SPICE_NOMAD_ADDR; empty: a ledger-only hub)")
+	nomadTokenFile := fs.String("nomad-token-file", "", "file holding the hub's Nomad ACL token (default: env SPICE_NOMAD_TOKEN)")
+	fs.StringVar(&cfg.Nomad.NodePool, "node-pool", "", "the node pool contributors' machines join (default spiceroute)")
+	fs.StringVar(&cfg.PolicyFile, "policy", cfg.PolicyFile, "the admission policy file")
+	fs.IntVar(&cfg.CommissionBP, "commission", cfg.CommissionBP, "the hub's commission in basis points of what renters pay (-1: none)")
+	fs.DurationVar(&cfg.SettleInterval, "settle-interval", time.Minute, "how often running jobs are settled")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -83,6 +89,15 @@ the signing key is created if the key file does not exist.`)
 	if cfg.Name == "" || cfg.DatabaseURL == "" {
 		fmt.Fprintln(env.Stderr, "Error: -name and -database (or SPICE_HUB_NAME and DATABASE_URL) are required")
 		return ExitUsage
+	}
+	cfg.Nomad.Token = env.Getenv("SPICE_NOMAD_TOKEN")
+	if *nomadTokenFile != "" {
+		b, err := os.ReadFile(*nomadTokenFile)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "Error: %v\n", err)
+			return ExitUsage
+		}
+		cfg.Nomad.Token = strings.TrimSpace(string(b))
 	}
 	cfg.Logger = logger(env, *level)
 	s, err := hub.Open(ctx, cfg)

@@ -99,6 +99,8 @@ type Store interface {
 	Admission(ctx context.Context, key string) (*Record, error)
 	// OpenAdmissions lists every open admission, oldest first.
 	OpenAdmissions(ctx context.Context) ([]*Record, error)
+	// RenterAdmissions lists a renter's admissions, newest first.
+	RenterAdmissions(ctx context.Context, renter string, limit int) ([]*Record, error)
 	// JobAdmissions lists a renter's admissions of a job, newest first.
 	JobAdmissions(ctx context.Context, renter, jobID string, limit int) ([]*Record, error)
 	SetAdmissionState(ctx context.Context, key string, s State, detail string) error

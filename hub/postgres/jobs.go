@@ -114,6 +114,11 @@ func (s *Store) OpenAdmissions(ctx context.Context) ([]*jobs.Record, error) {
 	return s.queryAdmissions(ctx, `WHERE state IN ('admitted', 'running') ORDER BY created_at`)
 }
 
+// RenterAdmissions lists a renter's admissions, newest first.
+func (s *Store) RenterAdmissions(ctx context.Context, renter string, limit int) ([]*jobs.Record, error) {
+	return s.queryAdmissions(ctx, `WHERE renter = $1 ORDER BY created_at DESC LIMIT $2`, renter, limit)
+}
+
 // JobAdmissions lists a renter's admissions of a job, newest first.
 func (s *Store) JobAdmissions(ctx context.Context, renter, jobID string, limit int) ([]*jobs.Record, error) {
 	return s.queryAdmissions(ctx, `WHERE renter = $1 AND job_id = $2 ORDER BY created_at DESC LIMIT $3`, renter, jobID, limit)

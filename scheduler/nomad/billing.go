@@ -45,3 +45,32 @@ func IsNotFound(err error) bool {
 	var uep *api.UnexpectedResponseError
 	return errors.As(err, &uep) && uep.StatusCode() == http.StatusNotFound
 }
+
+// JobUnplaced explains in words why some of a renter's job's allocations
+// are not placed (see PlacementFailures), from its newest evaluation that
+// failed to place any; "" when nothing is waiting for room.
+func (s *Scheduler) JobUnplaced(ctx context.Context, renter, id string) (string, error) {
+	q := s.query(ctx, s.Namespace(renter))
+	sum, _, err := s.c.Jobs().Summary(id, q)
+	if err != nil {
+		return "", fmt.Errorf("nomad: summary of %s/%s: %w", renter, id, err)
+	}
+	queued := 0
+	for _, g := range sum.Summary {
+		queued += g.Queued
+	}
+	if queued == 0 {
+		return "", nil
+	}
+	evals, _, err := s.c.Jobs().Evaluations(id, q)
+	if err != nil {
+		return "", fmt.Errorf("nomad: evaluations of %s/%s: %w", renter, id, err)
+	}
+	var newest *api.Evaluation
+	for _, e := range evals {
+		if len(e.FailedTGAllocs) > 0 && (newest == nil || e.CreateIndex > newest.CreateIndex) {
+			newest = e
+		}
+	}
+	return PlacementFailures(newest), nil
+}
