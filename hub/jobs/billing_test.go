@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/big"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -298,5 +299,80 @@ func TestHubRestartMidJobChargesOnce(t *testing.T) {
 		if st.State != "applied" {
 			t.Fatalf("settlement %d is %s: %s", st.ID, st.State, st.Error)
 		}
+	}
+}
+
+// TestLostAllocationIsNotCharged takes the contributor's machine away
+// mid-job (the node is purged from the cluster, as when a machine dies and
+// an operator removes it): its allocation is lost, everything it paid is
+// refunded, Nomad reschedules the work on the machine when it comes back,
+// and the renter pays only for the replacement.
+func TestLostAllocationIsNotCharged(t *testing.T) {
+	e := newEnv(t)
+	e.setPrices()
+	e.settling()
+	ctx := context.Background()
+	const funds = 100 * ledger.MicroPerSpice
+	erin := e.renter("erin", funds)
+	if _, err := e.svc.Submit(ctx, "erin", erin, e.sleeper("fragile", 600)); err != nil {
+		t.Fatal(err)
+	}
+	first := e.waitAdmission("erin", "fragile", func(r *jobs.Record) bool { return r.Charged > 0 })
+	lost := e.onlyAlloc("erin", "fragile")
+	if _, _, err := e.srv.Client.Nodes().Purge(lost.NodeID, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the replacement to run, then end the job.
+	deadline := time.Now().Add(3 * time.Minute)
+	var replacement *api.Allocation
+	for replacement == nil {
+		stubs, err := e.sched.Allocations(ctx, "erin", "fragile")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range stubs {
+			if s.ID != lost.ID && s.ClientStatus == "running" {
+				if replacement, err = e.sched.Allocation(ctx, "erin", s.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no replacement allocation runs: %+v\n%s", stubs, e.srv.LogTail(60))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second)
+	if err := e.sched.Stop(ctx, "erin", "fragile", false); err != nil {
+		t.Fatal(err)
+	}
+	rec := e.waitAdmission("erin", "fragile", settled)
+	allocs, err := e.store.Allocations(ctx, rec.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sawLost bool
+	for _, a := range allocs {
+		if a.ID == lost.ID {
+			sawLost = true
+			if a.Usage.Status != "lost" || a.Gross != 0 || a.Commission != 0 || !a.Refunded {
+				t.Fatalf("lost allocation record %+v: want lost, refunded, nothing paid", a)
+			}
+		}
+	}
+	if !sawLost {
+		t.Fatalf("the lost allocation %s was never recorded (charged %s before it was lost)", lost.ID, first.Charged)
+	}
+	replacement, err = e.sched.Allocation(ctx, "erin", replacement.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.checkSettled(rec, erin, funds, expectedCost(t, replacement))
+	inv, err := e.store.Invoice(ctx, rec.Invoice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inv.Notes) == 0 || !strings.Contains(inv.Notes[0], lost.ID) || !strings.Contains(inv.Notes[0], "not charged") {
+		t.Fatalf("invoice notes %q do not say the lost allocation was not charged", inv.Notes)
 	}
 }

@@ -183,6 +183,9 @@ func (s *Store) AllocationAdmission(ctx context.Context, allocID string) (string
 }
 
 // SaveAllocation stores a's usage snapshot unless a newer one is stored.
+// A lost allocation stays lost: Nomad may later report it complete, when
+// the machine came back and stopped it, but the renter does not pay for
+// work lost to the contributor's machine.
 func (s *Store) SaveAllocation(ctx context.Context, a jobs.AllocRecord) error {
 	usage, err := json.Marshal(a.Usage)
 	if err != nil {
@@ -191,7 +194,7 @@ func (s *Store) SaveAllocation(ctx context.Context, a jobs.AllocRecord) error {
 	_, err = s.pool.Exec(ctx, `INSERT INTO job_allocations (alloc_id, admission, node_id, contributor, status, usage, modify_index)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)
 		ON CONFLICT (alloc_id) DO UPDATE SET status = excluded.status, usage = excluded.usage, modify_index = excluded.modify_index
-		WHERE job_allocations.modify_index <= excluded.modify_index`,
+		WHERE job_allocations.modify_index <= excluded.modify_index AND job_allocations.status <> 'lost'`,
 		a.ID, a.Admission, a.Node, [16]byte(a.Contributor), string(a.Usage.Status), usage, int64(a.ModifyIndex))
 	if err != nil {
 		return fmt.Errorf("postgres: allocation %s: %w", a.ID, err)
