@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"math/big"
+	"os"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"github.com/spiceroute/spiceroute/hub/jobs"
 	"github.com/spiceroute/spiceroute/hub/ledger"
 	"github.com/spiceroute/spiceroute/hub/market"
+	"github.com/spiceroute/spiceroute/scheduler/nomadtest"
 )
 
 // testPrices are high enough that a few seconds of a small job cost
@@ -375,4 +378,39 @@ func TestLostAllocationIsNotCharged(t *testing.T) {
 	if len(inv.Notes) == 0 || !strings.Contains(inv.Notes[0], lost.ID) || !strings.Contains(inv.Notes[0], "not charged") {
 		t.Fatalf("invoice notes %q do not say the lost allocation was not charged", inv.Notes)
 	}
+}
+
+// TestDockerJobRunsAndSettles runs the example container job: an image
+// built locally FROM scratch, no registry.
+func TestDockerJobRunsAndSettles(t *testing.T) {
+	if out, err := exec.Command("bash", "../../deploy/scripts/build-hello-image.sh").CombinedOutput(); err != nil {
+		t.Fatalf("building the example image (needs a running Docker engine): %v\n%s", err, out)
+	}
+	e := newEnv(t, nomadtest.WithDrivers("exec", "docker"))
+	e.setPrices()
+	e.settling()
+	ctx := context.Background()
+	const funds = 100 * ledger.MicroPerSpice
+	frank := e.renter("frank", funds)
+	src, err := os.ReadFile("../../nomad-jobs/hello-docker.nomad.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := e.sched.ParseHCL(ctx, string(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Submit(ctx, "frank", frank, j); err != nil {
+		t.Fatal(err)
+	}
+	rec := e.waitAdmission("frank", "hello-docker", settled)
+	a := e.onlyAlloc("frank", "hello-docker")
+	if a.ClientStatus != "complete" {
+		t.Fatalf("container allocation %s is %s: %+v", a.ID, a.ClientStatus, a.TaskStates)
+	}
+	out, err := e.sched.Logs(ctx, "frank", a.ID, "hello", "stdout", 1<<20)
+	if err != nil || !strings.Contains(out, "hello from a SpiceRoute container") || !strings.Contains(out, "done") {
+		t.Fatalf("container printed %q, %v", out, err)
+	}
+	e.checkSettled(rec, frank, funds, expectedCost(t, a))
 }

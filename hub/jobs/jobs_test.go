@@ -38,12 +38,12 @@ type env struct {
 	contrib ledger.ID
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, opts ...nomadtest.Option) *env {
 	t.Helper()
 	ctx := context.Background()
 	contrib := ledger.NewID()
-	srv := nomadtest.NewTestServer(t, nomadtest.WithHCL(fmt.Sprintf("client {\n  node_pool = %q\n  meta {\n    %s = %q\n  }\n}\n",
-		nomad.DefaultNodePool, nomad.MetaContributorAccount, contrib)))
+	srv := nomadtest.NewTestServer(t, append([]nomadtest.Option{nomadtest.WithHCL(fmt.Sprintf("client {\n  node_pool = %q\n  meta {\n    %s = %q\n  }\n}\n",
+		nomad.DefaultNodePool, nomad.MetaContributorAccount, contrib))}, opts...)...)
 	sched, err := nomad.New(nomad.Config{Address: srv.Addr, Token: srv.ManagementToken})
 	if err != nil {
 		t.Fatal(err)
