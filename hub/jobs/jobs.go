@@ -287,26 +287,26 @@ func (s *Service) check(ctx context.Context, renter string, j *api.Job) (checked
 	return c, nil
 }
 
-// usage is what the renter already runs, the job being replaced excluded.
+// usage is what the renter's open admissions (jobs admitted and not yet
+// settled) hold, the job being replaced excluded: read from the hub's own
+// records, one query, however many jobs the renter runs.
 func (s *Service) usage(ctx context.Context, renter, replacing string) (admission.Usage, error) {
 	var u admission.Usage
-	stubs, err := s.Sched.Jobs(ctx, renter)
+	recs, err := s.Store.OpenRenterAdmissions(ctx, renter)
 	if err != nil {
-		return u, err
+		return u, fmt.Errorf("jobs: %w", err)
 	}
-	for _, st := range stubs {
-		if st.ID == replacing || st.Stop || st.Status == "dead" {
+	seen := map[string]bool{}
+	for _, r := range recs {
+		if r.JobID == replacing {
 			continue
 		}
-		j, err := s.Sched.Job(ctx, renter, st.ID)
-		if err != nil {
-			return u, err
+		if !seen[r.JobID] {
+			seen[r.JobID] = true
+			u.Jobs++
 		}
-		aj := nomad.AdmissionJob(j)
-		t := aj.Totals()
-		u.Jobs++
-		u.CPUMHz += t.CPUMHz
-		u.MemoryMB += t.MemoryMB
+		u.CPUMHz += int(r.Quote.Resources.CPUMHz)
+		u.MemoryMB += int(r.Quote.Resources.MemoryMB)
 	}
 	return u, nil
 }

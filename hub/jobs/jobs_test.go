@@ -202,6 +202,25 @@ func TestRejectedJobsNeverReachNomad(t *testing.T) {
 		}
 		e.noJob("carol", "hello")
 	})
+	t.Run("RenterCap", func(t *testing.T) {
+		// The policy caps what one renter runs at once at 32000 MHz: two
+		// jobs of 16000 MHz fit, a third of 100 MHz does not.
+		gina := e.renter("gina", 100*ledger.MicroPerSpice)
+		for _, id := range []string{"big1", "big2"} {
+			j := e.helloJob()
+			j.ID, j.Name = &id, &id
+			cpu := 16000
+			j.TaskGroups[0].Tasks[0].Resources.CPU = &cpu
+			if _, err := e.svc.Submit(ctx, "gina", gina, j); err != nil {
+				t.Fatalf("job %s: %v", id, err)
+			}
+		}
+		_, err := e.svc.Submit(ctx, "gina", gina, e.helloJob())
+		if coded.CodeOf(err) != admission.CodeViolation || !strings.Contains(err.Error(), "renter") {
+			t.Fatalf("a job over the renter's cap: %v", err)
+		}
+		e.noJob("gina", "hello")
+	})
 	t.Run("CannotPayFromAnothersAccount", func(t *testing.T) {
 		dave := e.renter("dave", 10*ledger.MicroPerSpice)
 		_, err := e.svc.Submit(ctx, "mallory", dave, e.helloJob())

@@ -97,6 +97,8 @@ type Store interface {
 	// CountAdmissions counts the admissions ever made with base.
 	CountAdmissions(ctx context.Context, base string) (int, error)
 	Admission(ctx context.Context, key string) (*Record, error)
+	// OpenRenterAdmissions lists a renter's open admissions.
+	OpenRenterAdmissions(ctx context.Context, renter string) ([]*Record, error)
 	// OpenAdmissions lists every open admission, oldest first.
 	OpenAdmissions(ctx context.Context) ([]*Record, error)
 	// RenterAdmissions lists a renter's admissions, newest first.

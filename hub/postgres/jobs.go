@@ -114,6 +114,11 @@ func (s *Store) OpenAdmissions(ctx context.Context) ([]*jobs.Record, error) {
 	return s.queryAdmissions(ctx, `WHERE state IN ('admitted', 'running') ORDER BY created_at`)
 }
 
+// OpenRenterAdmissions lists a renter's open admissions.
+func (s *Store) OpenRenterAdmissions(ctx context.Context, renter string) ([]*jobs.Record, error) {
+	return s.queryAdmissions(ctx, `WHERE renter = $1 AND state IN ('admitted', 'running') ORDER BY created_at`, renter)
+}
+
 // RenterAdmissions lists a renter's admissions, newest first.
 func (s *Store) RenterAdmissions(ctx context.Context, renter string, limit int) ([]*jobs.Record, error) {
 	return s.queryAdmissions(ctx, `WHERE renter = $1 ORDER BY created_at DESC LIMIT $2`, renter, limit)

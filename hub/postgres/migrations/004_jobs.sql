@@ -20,7 +20,7 @@ CREATE TABLE job_admissions (
     ended_at    timestamptz
 );
 CREATE INDEX job_admissions_base ON job_admissions (base);
-CREATE INDEX job_admissions_open ON job_admissions (state) WHERE state IN ('admitted', 'running');
+CREATE INDEX job_admissions_open ON job_admissions (renter) WHERE state IN ('admitted', 'running');
 CREATE INDEX job_admissions_renter ON job_admissions (renter, job_id, created_at);
 
 -- Allocations of admitted jobs, as last seen in Nomad, and what each paid.
