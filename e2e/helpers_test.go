@@ -88,7 +88,9 @@ type hubProc struct {
 	done chan struct{}
 }
 
-func startHubProc(t *testing.T, name, dbURL string) *hubProc {
+// startHubProc starts `spice hub` on a free port with a fresh key; extra
+// flags are appended to its command line.
+func startHubProc(t *testing.T, name, dbURL string, extra ...string) *hubProc {
 	t.Helper()
 	dir := t.TempDir()
 	port := freePort(t)
@@ -104,6 +106,7 @@ func startHubProc(t *testing.T, name, dbURL string) *hubProc {
 		args: []string{"hub", "-name", name, "-listen", fmt.Sprintf("127.0.0.1:%d", port), "-database", dbURL,
 			"-key", filepath.Join(dir, "hub.key"), "-rate", "1000000", "-burst", "1000000", "-log-level", "warn", "-checkpoint-interval", "200ms"},
 	}
+	h.args = append(h.args, extra...)
 	if err := h.start(); err != nil {
 		t.Fatal(err)
 	}

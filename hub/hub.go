@@ -14,9 +14,11 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiceroute/spiceroute/hub/admission"
 	"github.com/spiceroute/spiceroute/hub/api"
+	"github.com/spiceroute/spiceroute/hub/gateway"
 	"github.com/spiceroute/spiceroute/hub/jobs"
 	"github.com/spiceroute/spiceroute/hub/ledger"
 	"github.com/spiceroute/spiceroute/hub/postgres"
@@ -169,6 +171,15 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	apiCfg := cfg.API
 	apiCfg.HubInfo = s.info(signer)
 	handler := api.New(apiCfg, deps, cfg.Logger, prometheus.NewRegistry())
+	if s.Jobs != nil {
+		// The Nomad-compatible gateway: renters' stock nomad CLI, with
+		// NOMAD_TOKEN set to their SpiceRoute token.
+		gw, err := gateway.New(gateway.Config{NomadAddr: cfg.Nomad.Address, NomadToken: cfg.Nomad.Token, Namespace: s.Jobs.Sched.Namespace}, s.Jobs, cfg.Logger)
+		if err != nil {
+			return nil, fmt.Errorf("hub: %w", err)
+		}
+		handler.Echo().Any("/v1/*", echo.WrapHandler(gw))
+	}
 	if s.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("hub: listen: %w", err)
 	}

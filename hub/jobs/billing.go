@@ -31,6 +31,9 @@ type Billing struct {
 	// (default DefaultLag): Nomad's servers learn that a task ended a moment
 	// after it did, and a charge past its end would have to be refunded.
 	Lag time.Duration
+	// AdmitGrace is how long an admission may stay unregistered before its
+	// hold is released (default DefaultAdmitGrace).
+	AdmitGrace time.Duration
 	// Reader reads committed accounts and transfers (*postgres.Store).
 	Reader Reader
 	Logger *slog.Logger
@@ -47,10 +50,12 @@ type Reader interface {
 // Billing defaults.
 const (
 	DefaultInterval = time.Minute
-	// AdmitGrace is how long an admission may stay unregistered before the
-	// settlement loop decides its submission died and releases its hold.
-	AdmitGrace = 2 * time.Minute
-	DefaultLag = 5 * time.Second
+	// DefaultAdmitGrace is how long an admission may stay unregistered
+	// before the settlement loop decides its submission died (the hub
+	// crashed between the hold and the registration, and the renter did not
+	// retry) and releases its hold.
+	DefaultAdmitGrace = 2 * time.Minute
+	DefaultLag        = 5 * time.Second
 )
 
 // biller is the settlement loop's state, created on first use.
@@ -257,7 +262,7 @@ func (s *Service) settle(ctx context.Context, rec *Record) error {
 				return s.Store.SetAdmissionState(ctx, rec.Key, Running, "")
 			}
 		}
-		if now.Sub(rec.CreatedAt) < AdmitGrace {
+		if now.Sub(rec.CreatedAt) < s.admitGrace() {
 			return nil // its submission may still be registering it
 		}
 		return s.release(ctx, rec, "the job never reached Nomad")
@@ -411,6 +416,14 @@ func (s *Service) refundIfDue(ctx context.Context, rec *Record, a AllocRecord) e
 	st := &Settlement{Admission: rec.Key, Kind: KindRefund, Plan: settle.Plan{
 		Transfers: settle.Refund(rec.Key, sh, rec.Account, s.Accounts.Accounts), Shares: []settle.Share{sh}, Charged: gross, Commission: commission}}
 	return s.execute(ctx, rec, st)
+}
+
+// admitGrace is how long an admission may stay unregistered.
+func (s *Service) admitGrace() time.Duration {
+	if s.Billing.AdmitGrace > 0 {
+		return s.Billing.AdmitGrace
+	}
+	return DefaultAdmitGrace
 }
 
 // lag is how far behind now running allocations are charged.

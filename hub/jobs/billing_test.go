@@ -414,3 +414,74 @@ func TestDockerJobRunsAndSettles(t *testing.T) {
 	}
 	e.checkSettled(rec, frank, funds, expectedCost(t, a))
 }
+
+// crashAfterHold commits the admission hold and then fails, as a hub that
+// crashed right after placing it would: the job is never registered.
+type crashAfterHold struct {
+	jobs.Ledger
+	crashed atomic.Bool
+}
+
+func (c *crashAfterHold) CreateTransfers(ctx context.Context, caller ledger.Caller, ts []ledger.Transfer) ([]ledger.TransferResult, error) {
+	res, err := c.Ledger.CreateTransfers(ctx, caller, ts)
+	if err == nil && len(ts) == 1 && ts[0].Flags&ledger.Pending != 0 && c.crashed.CompareAndSwap(false, true) {
+		return nil, errors.New("injected: the hub crashed after the hold committed")
+	}
+	return res, err
+}
+
+func TestCrashBetweenHoldAndRegistration(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const funds = 100 * ledger.MicroPerSpice
+	crashy := func() *jobs.Service {
+		s := *e.svc
+		s.Ledger = &crashAfterHold{Ledger: e.l}
+		return &s
+	}
+	t.Run("RetryCompletesWithTheSameHold", func(t *testing.T) {
+		hana := e.renter("hana", funds)
+		if _, err := crashy().Submit(ctx, "hana", hana, e.helloJob()); err == nil {
+			t.Fatal("the injected crash did not happen")
+		}
+		e.noJob("hana", "hello")
+		held := e.account(hana).DebitsPending
+		if held == 0 {
+			t.Fatal("no hold after the crash")
+		}
+		// The renter (or its nomad CLI) retries: the same admission, the
+		// same hold, and now the job is registered.
+		adm, err := e.svc.Submit(ctx, "hana", hana, e.helloJob())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := e.account(hana); a.DebitsPending != held {
+			t.Fatalf("after the retry %s is held, want the one hold of %s", a.DebitsPending, held)
+		}
+		if j, err := e.sched.Job(ctx, "hana", "hello"); err != nil || j.Meta[jobs.MetaHold] != adm.Hold.String() {
+			t.Fatalf("registered job: %v, %v", j, err)
+		}
+	})
+	t.Run("NoRetryReleasesTheHold", func(t *testing.T) {
+		ivan := e.renter("ivan", funds)
+		if _, err := crashy().Submit(ctx, "ivan", ivan, e.helloJob()); err == nil {
+			t.Fatal("the injected crash did not happen")
+		}
+		// The hub restarts; nobody retries. Once the grace period is over
+		// the settlement loop finds an admission whose job never reached
+		// Nomad and releases its hold.
+		restarted := *e.svc
+		restarted.Billing.AdmitGrace = time.Millisecond
+		if err := restarted.Settle(ctx); err != nil {
+			t.Fatal(err)
+		}
+		recs, err := e.store.JobAdmissions(ctx, "ivan", "hello", 1)
+		if err != nil || len(recs) != 1 || recs[0].State != jobs.Released {
+			t.Fatalf("admission after the release: %+v, %v", recs, err)
+		}
+		e.noJob("ivan", "hello")
+		if a := e.account(ivan); a.DebitsPending != 0 || a.Balance() != funds {
+			t.Fatalf("ivan's account after the release: %s held, balance %s", a.DebitsPending, a.Balance())
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/nomad/api"
 	"github.com/spiceroute/spiceroute/hub/auth"
@@ -31,6 +32,9 @@ const DefaultNodePool = "spiceroute"
 type Scheduler struct {
 	cfg Config
 	c   *api.Client
+	// namespaces holds the renters whose namespace exists (the hub never
+	// deletes one), so that only a renter's first job writes to Nomad.
+	namespaces sync.Map
 }
 
 // New connects to Nomad. It does not read NOMAD_* environment variables:
@@ -77,12 +81,16 @@ func (s *Scheduler) EnsureRenter(ctx context.Context, renter string) error {
 	if err := auth.ValidName(renter); err != nil {
 		return fmt.Errorf("nomad: renter: %w", err)
 	}
+	if _, ok := s.namespaces.Load(renter); ok {
+		return nil
+	}
 	ns := s.Namespace(renter)
 	_, err := s.c.Namespaces().Register(&api.Namespace{Name: ns, Description: "SpiceRoute renter " + renter,
 		Meta: map[string]string{"spiceroute.renter": renter}}, s.write(ctx, ""))
 	if err != nil {
 		return fmt.Errorf("nomad: namespace %s: %w", ns, err)
 	}
+	s.namespaces.Store(renter, true)
 	return nil
 }
 
