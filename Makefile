@@ -9,8 +9,8 @@ include mk/nomad.mk
 
 .PHONY: dev test bench tools deps build vet fuzz unit clean
 
-## dev: start a local hub with PostgreSQL and demo accounts; Ctrl-C stops everything.
-dev: deps build
+## dev: start a local hub with PostgreSQL, a Nomad dev agent (the demo contributor's machine) and demo accounts; Ctrl-C stops everything.
+dev: deps build tools
 	$(SPICE) dev
 
 ## test: everything CI runs: vet, unit and integration tests (real PostgreSQL, a real Nomad agent), fuzzing, the bank test.

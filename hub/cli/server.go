@@ -146,12 +146,17 @@ gets its first operator. Later tokens are made through the API (spice token crea
 
 func runDev(ctx context.Context, args []string, env Env) int {
 	var cfg devstack.Config
-	fs := flagSet(env, "dev", "", `Starts an ephemeral PostgreSQL (or uses DATABASE_URL), a hub, a demo operator,
-renter (with 1000 SP) and contributor, prints the URL and tokens, and runs
-until Ctrl-C, then stops everything it started.`)
+	fs := flagSet(env, "dev", "", `Starts an ephemeral PostgreSQL (or uses DATABASE_URL), a Nomad dev agent whose
+client is the demo contributor's machine, a hub that runs renters' jobs on it,
+a demo operator, renter (with 1000 SP) and contributor, prints the URLs, the
+tokens and what to try, and runs until Ctrl-C, then stops everything it
+started. The nomad binary is -nomad, else bin/nomad (make tools builds it),
+else nomad on PATH; -no-nomad runs a hub without jobs.`)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:7070", "hub listen address")
 	fs.StringVar(&cfg.DatabaseURL, "database", env.Getenv("DATABASE_URL"), "use this PostgreSQL instead of an ephemeral one (env DATABASE_URL)")
 	fs.StringVar(&cfg.DataDir, "data", "", "keep the key and database here across runs (default: a temporary directory)")
+	fs.StringVar(&cfg.NomadBinary, "nomad", env.Getenv("SPICE_NOMAD_BIN"), "the nomad binary for the dev agent (env SPICE_NOMAD_BIN; default bin/nomad, else nomad on PATH)")
+	fs.BoolVar(&cfg.NoNomad, "no-nomad", false, "run without a Nomad agent: a ledger-only hub, no jobs")
 	level := fs.String("log-level", "warn", "debug, info, warn or error")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code

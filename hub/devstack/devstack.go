@@ -1,9 +1,11 @@
 // Package devstack is `spice dev` (`make dev`): a whole local SpiceRoute
 // stack for a newcomer, with no set-up. It starts an ephemeral PostgreSQL
-// cluster (or uses DatabaseURL), runs migrations, starts a hub, creates a
-// demo operator, a demo renter with a funded account and a demo contributor,
-// prints the hub URL, the tokens and what to try, and runs until its context
-// is cancelled (Ctrl-C), then stops everything it started.
+// cluster (or uses DatabaseURL), runs migrations, starts a Nomad dev agent
+// whose client node is the demo contributor's machine (unless NoNomad),
+// starts a hub that runs renters' jobs on it, creates a demo operator, a
+// demo renter with a funded account and a demo contributor, prints the hub
+// URL, the tokens and what to try, and runs until its context is cancelled
+// (Ctrl-C), then stops everything it started.
 package devstack
 
 import (
@@ -14,13 +16,17 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spiceroute/spiceroute/hub"
 	"github.com/spiceroute/spiceroute/hub/auth"
 	"github.com/spiceroute/spiceroute/hub/ledger"
 	"github.com/spiceroute/spiceroute/hub/postgres/pgcluster"
+	"github.com/spiceroute/spiceroute/scheduler/nomad"
+	"github.com/spiceroute/spiceroute/scheduler/nomadagent"
 )
 
 // Config configures the dev stack.
@@ -30,18 +36,45 @@ type Config struct {
 	DataDir     string // where the key and (ephemeral) database live; default a temp dir removed at exit
 	HubName     string // default dev.spiceroute.local
 	Logger      *slog.Logger
+
+	// NoNomad runs a ledger-only hub: no Nomad agent, no jobs.
+	NoNomad bool
+	// NomadBinary is the nomad executable for the dev agent. Default:
+	// bin/nomad under the working directory (`make tools` builds it), else
+	// nomad on PATH. `spice dev` passes $SPICE_NOMAD_BIN.
+	NomadBinary string
+	// PolicyFile is the hub's admission policy (default
+	// hub.DefaultPolicyFile, relative to the working directory).
+	PolicyFile string
+	// SettleInterval is how often the hub settles running jobs (default
+	// DevSettleInterval).
+	SettleInterval time.Duration
 }
+
+// DevSettleInterval is how often the dev hub settles running jobs: often,
+// so that a newcomer sees debit notes while the example job runs.
+const DevSettleInterval = 10 * time.Second
 
 // Stack is a running dev stack.
 type Stack struct {
-	Hub            *hub.Server
-	cluster        *pgcluster.Cluster
-	tmp            string
+	Hub *hub.Server
+	// Nomad is the dev agent whose client is carol's machine; nil with
+	// NoNomad. The hub reaches it with its ManagementToken, which is the
+	// hub's own and never a renter's.
+	Nomad *nomadagent.Agent
+	// Postgres is the ephemeral cluster; nil with DatabaseURL.
+	Postgres *pgcluster.Cluster
+
 	OperatorToken  string
 	RenterToken    string
 	ContributorTok string
 	RenterAccount  ledger.ID
 	ContribAccount ledger.ID
+
+	nomadCLI       string        // how the welcome names the nomad binary
+	settleInterval time.Duration // how often the hub settles jobs
+	dir            string        // Config.DataDir, or tmp
+	tmp            string        // a temporary DataDir, removed by Close
 }
 
 // DemoBalance is what the demo renter starts with.
@@ -66,6 +99,16 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.SettleInterval <= 0 {
+		cfg.SettleInterval = DevSettleInterval
+	}
+	var nomadBin string
+	if !cfg.NoNomad {
+		// Before anything starts: a missing binary is the likeliest failure.
+		if nomadBin, err = nomadBinary(cfg.NomadBinary); err != nil {
+			return nil, err
+		}
+	}
 	s := &Stack{}
 	defer func() {
 		if err != nil {
@@ -79,6 +122,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		}
 		dir = s.tmp
 	}
+	s.dir = dir
 	dbURL := cfg.DatabaseURL
 	if dbURL == "" {
 		pc := pgcluster.DefaultConfig()
@@ -86,18 +130,29 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		if cfg.DataDir != "" {
 			pc.DataDir = filepath.Join(cfg.DataDir, "postgres")
 		}
-		if s.cluster, err = pgcluster.Start(ctx, pc); err != nil {
+		if s.Postgres, err = pgcluster.Start(ctx, pc); err != nil {
 			return nil, fmt.Errorf("dev: %w", err)
 		}
 		// A kept data directory (-data) already has the database from the last run.
-		if err := s.cluster.CreateDatabase(ctx, "spiceroute", ""); err != nil && !errors.Is(err, pgcluster.ErrDatabaseExists) {
+		if err := s.Postgres.CreateDatabase(ctx, "spiceroute", ""); err != nil && !errors.Is(err, pgcluster.ErrDatabaseExists) {
 			return nil, fmt.Errorf("dev: %w", err)
 		}
-		dbURL = s.cluster.URL("spiceroute")
+		dbURL = s.Postgres.URL("spiceroute")
 	}
 	hc := hub.DefaultConfig()
 	hc.Name, hc.Listen, hc.DatabaseURL, hc.Logger = cfg.HubName, cfg.Listen, dbURL, cfg.Logger
 	hc.KeyFile = filepath.Join(dir, "hub.key")
+	if !cfg.NoNomad {
+		if err := s.startNomad(ctx, nomadBin, cfg.Logger); err != nil {
+			return nil, err
+		}
+		hc.Nomad = nomad.Config{Address: s.Nomad.Addr, Token: s.Nomad.ManagementToken}
+		if cfg.PolicyFile != "" {
+			hc.PolicyFile = cfg.PolicyFile
+		}
+		hc.SettleInterval = cfg.SettleInterval
+		s.settleInterval = cfg.SettleInterval
+	}
 	if s.Hub, err = hub.Open(ctx, hc); err != nil {
 		return nil, fmt.Errorf("dev: %w", err)
 	}
@@ -105,6 +160,39 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// startNomad starts the dev agent. Its client node is carol's machine: in
+// the hub's node pool, paying what runs there to her account.
+func (s *Stack) startNomad(ctx context.Context, bin string, log *slog.Logger) error {
+	ac := nomadagent.DefaultConfig()
+	ac.Binary, ac.Name, ac.Logger = bin, "carol-dev", log
+	ac.NodePool = nomad.DefaultNodePool
+	ac.Meta = map[string]string{nomad.MetaContributorAccount: demoID("carol").String()}
+	var err error
+	if s.Nomad, err = nomadagent.Start(ctx, ac); err != nil {
+		return fmt.Errorf("dev: Nomad agent (-no-nomad runs a hub without jobs): %w", err)
+	}
+	s.nomadCLI = bin
+	return nil
+}
+
+// nomadBinary is the nomad executable to run, as the welcome names it: the
+// configured one, else bin/nomad under the working directory, else nomad on
+// PATH.
+func nomadBinary(configured string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	local := filepath.Join("bin", "nomad")
+	if _, err := os.Stat(local); err == nil {
+		return local, nil
+	}
+	if _, err := exec.LookPath("nomad"); err == nil {
+		return "nomad", nil
+	}
+	return "", errors.New("dev: no nomad binary: bin/nomad does not exist and there is no nomad on PATH; " +
+		"run `make tools` to build bin/nomad (or set SPICE_NOMAD_BIN, or run with -no-nomad)")
 }
 
 // seed creates the demo principals, their tokens and accounts.
@@ -160,26 +248,80 @@ func (s *Stack) PrintWelcome(w io.Writer) {
 	fmt.Fprintf(w, "  bin/spice transfer create -from %s -to %s -amount 2.5\n", s.RenterAccount, s.ContribAccount)
 	fmt.Fprintf(w, "  bin/spice ledger verify -key '%s'\n", s.Hub.VKey)
 	fmt.Fprintf(w, "  curl %s/log/checkpoint\n", url)
+	if s.Nomad == nil {
+		fmt.Fprintf(w, "\nJobs are off (-no-nomad): this hub runs no Nomad agent.\n")
+	} else {
+		fmt.Fprintf(w, "\nNomad dev agent: carol's machine, node pool %q, paid to %s (log %s)\n", nomad.DefaultNodePool, s.ContribAccount, s.Nomad.LogPath)
+		fmt.Fprintf(w, "  operator's UI: %s/ui/  sign in with the hub's own Nomad token %s\n", s.Nomad.Addr, s.Nomad.ManagementToken)
+		fmt.Fprintf(w, "  (it controls the whole cluster: never hand it to a renter; renters use their SpiceRoute token)\n")
+		fmt.Fprintf(w, "\nRun the example job as alice, with the stock nomad CLI or with spice:\n")
+		fmt.Fprintf(w, "  NOMAD_ADDR=%s NOMAD_TOKEN=%s %s job run nomad-jobs/hello.nomad.hcl\n", url, s.RenterToken, s.nomadCLI)
+		fmt.Fprintf(w, "  SPICE_ADDR=%s SPICE_TOKEN=%s bin/spice job run nomad-jobs/hello.nomad.hcl\n", url, s.RenterToken)
+		fmt.Fprintf(w, "Then, with SPICE_ADDR and SPICE_TOKEN exported as above, see the balances (settled every %s) and the invoice:\n", s.settleInterval)
+		fmt.Fprintf(w, "  bin/spice account get %s\n", s.RenterAccount)
+		fmt.Fprintf(w, "  SPICE_TOKEN=%s bin/spice account get %s\n", s.ContributorTok, s.ContribAccount)
+		fmt.Fprintf(w, "  bin/spice invoice get 1 -o invoice.pdf\n")
+	}
 	fmt.Fprintf(w, "\nPress Ctrl-C to stop; everything started here stops with it.\n\n")
 }
 
-// Run serves until ctx is done.
-func (s *Stack) Run(ctx context.Context) error { return s.Hub.Run(ctx) }
+// DataDir is where the hub's key (and, with an ephemeral PostgreSQL and a
+// Config.DataDir, the database) lives: Config.DataDir, else a temporary
+// directory that Close removes.
+func (s *Stack) DataDir() string { return s.dir }
 
-// Close stops the hub, then PostgreSQL, and removes temporary files. Safe to call twice.
-func (s *Stack) Close() error {
-	if s.Hub != nil {
-		s.Hub.Close()
-		s.Hub = nil
+// errAgentExited ends Run when the Nomad agent exits by itself.
+var errAgentExited = errors.New("dev: the Nomad agent exited")
+
+// Run serves until ctx is done, or until the Nomad agent exits by itself.
+func (s *Stack) Run(ctx context.Context) error {
+	agent := s.Nomad
+	if agent == nil {
+		return s.Hub.Run(ctx)
 	}
-	var err error
-	if s.cluster != nil {
-		err = s.cluster.Stop()
-		s.cluster = nil
-	}
-	if s.tmp != "" {
-		os.RemoveAll(s.tmp)
-		s.tmp = ""
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-agent.Done():
+			cancel(errAgentExited)
+		case <-ctx.Done():
+		}
+	}()
+	err := s.Hub.Run(ctx)
+	if errors.Is(context.Cause(ctx), errAgentExited) {
+		return fmt.Errorf("%w unexpectedly; its log (tail):\n%s", errAgentExited, agent.LogTail(30))
 	}
 	return err
+}
+
+// Close stops the hub, then the Nomad agent (its tasks first), then
+// PostgreSQL, and removes temporary files. Safe to call twice.
+func (s *Stack) Close() error {
+	var errs []error
+	if s.Hub != nil {
+		if err := s.Hub.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("dev: stop hub: %w", err))
+		}
+		s.Hub = nil
+	}
+	if s.Nomad != nil {
+		if err := s.Nomad.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("dev: %w", err))
+		}
+		s.Nomad = nil
+	}
+	if s.Postgres != nil {
+		if err := s.Postgres.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("dev: %w", err))
+		}
+		s.Postgres = nil
+	}
+	if s.tmp != "" {
+		if err := os.RemoveAll(s.tmp); err != nil {
+			errs = append(errs, fmt.Errorf("dev: remove %s: %w", s.tmp, err))
+		}
+		s.tmp = ""
+	}
+	return errors.Join(errs...)
 }

@@ -1,4 +1,4 @@
-package nomadtest
+package nomadagent
 
 import (
 	"bytes"

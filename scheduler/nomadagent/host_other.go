@@ -1,6 +1,6 @@
 //go:build !linux
 
-package nomadtest
+package nomadagent
 
 import "syscall"
 
