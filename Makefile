@@ -16,9 +16,10 @@ dev: deps build tools
 ## test: everything CI runs: vet, unit and integration tests (real PostgreSQL, a real Nomad agent), fuzzing, the bank test.
 test: deps tools vet unit fuzz
 
-## bench: ledger throughput vs pgbench, and HTTP latency.
-bench: deps build
+## bench: ledger throughput vs pgbench, HTTP latency, and jobs through the hub vs Nomad directly.
+bench: deps build tools
 	$(SPICE) bench ledger
+	SPICE_NOMAD_BIN=$(BIN)/nomad $(SPICE) bench jobs
 
 ## tools: the binaries the tests need: bin/spice and bin/nomad (Nomad v1.11.3 built from the module proxy, mk/nomad.mk).
 tools: build

@@ -8,8 +8,11 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+	"github.com/spiceroute/spiceroute/hub/admission"
 	"github.com/spiceroute/spiceroute/hub/coded"
+	"github.com/spiceroute/spiceroute/hub/jobs"
 	"github.com/spiceroute/spiceroute/hub/ledger"
+	"github.com/spiceroute/spiceroute/hub/market"
 )
 
 // Codes the API itself returns, beside the ledger's (ledger/errors.go).
@@ -37,14 +40,17 @@ var statuses = map[coded.Code]int{
 
 	CodeUnauthenticated:  http.StatusUnauthorized,
 	ledger.CodeForbidden: http.StatusForbidden,
+	jobs.CodeNoAccount:   http.StatusForbidden, // a renter with no account to pay from
 
 	CodeNotFound:               http.StatusNotFound,
 	ledger.CodeAccountNotFound: http.StatusNotFound,
 	CodeTransferNotFound:       http.StatusNotFound,
 	ledger.CodePendingNotFound: http.StatusNotFound,
+	jobs.CodeJobNotFound:       http.StatusNotFound,
 
 	CodeMethodNotAllowed:         http.StatusMethodNotAllowed,
 	ledger.CodeIDConflict:        http.StatusConflict,
+	jobs.CodeAdmissionConflict:   http.StatusConflict,
 	CodeBodyTooLarge:             http.StatusRequestEntityTooLarge,
 	ledger.CodeBatchTooLarge:     http.StatusRequestEntityTooLarge,
 	ledger.CodeAccountClosed:     http.StatusUnprocessableEntity,
@@ -58,6 +64,10 @@ var statuses = map[coded.Code]int{
 	ledger.CodeExceedsPending:    http.StatusUnprocessableEntity,
 	ledger.CodeLinkedEventFailed: http.StatusUnprocessableEntity,
 	ledger.CodeLinkedChainOpen:   http.StatusUnprocessableEntity,
+	// A job the hub refuses to run, like a transfer the ledger refuses: a
+	// well-formed request that breaks a rule (insufficient_funds above too).
+	admission.CodeViolation: http.StatusUnprocessableEntity,
+	market.CodeOverMaxPrice: http.StatusUnprocessableEntity,
 
 	CodeRateLimited:        http.StatusTooManyRequests,
 	CodeInternal:           http.StatusInternalServerError,

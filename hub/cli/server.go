@@ -30,6 +30,7 @@ func init() {
 	Register("dev", "Run a local dev stack (PostgreSQL, hub, demo accounts) until Ctrl-C", runDev)
 	Register("ledger verify", "Audit a hub's ledger from its public transparency log", runLedgerVerify)
 	Register("bench ledger", "Measure ledger throughput against pgbench, and API latency", runBenchLedger)
+	Register("bench jobs", "Measure what the hub adds to running jobs, against Nomad directly", runBenchJobs)
 }
 
 // flagSet returns a flag set that prints errors and usage to env.Stderr.
@@ -293,6 +294,42 @@ transfers over HTTP at a fixed offered rate.`)
 	defer os.RemoveAll(tmp)
 	hc.TempDir = filepath.Clean(tmp)
 	if _, err := bench.HTTP(ctx, cl, hc, env.Stdout); err != nil {
+		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
+		return ExitError
+	}
+	return ExitOK
+}
+
+func runBenchJobs(ctx context.Context, args []string, env Env) int {
+	var jc bench.JobsConfig
+	fs := flagSet(env, "bench jobs", "", `Starts an ephemeral PostgreSQL, a Nomad dev agent and a hub in front of it,
+and measures side by side in one run: submit-to-running latency of a small
+exec job straight to Nomad and through the hub's /v1 gateway (admission,
+quote, ledger hold included), and jobs registered per second both ways.`)
+	fs.StringVar(&jc.NomadBin, "nomad", env.Getenv("SPICE_NOMAD_BIN"), "the nomad binary (default: env SPICE_NOMAD_BIN, else bin/nomad)")
+	fs.IntVar(&jc.Samples, "samples", 12, "latency samples per side")
+	fs.IntVar(&jc.Clients, "clients", 8, "concurrent submitters in the throughput runs")
+	fs.DurationVar(&jc.Duration, "duration", 5*time.Second, "per throughput run (each side runs twice)")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if jc.NomadBin == "" {
+		jc.NomadBin = "bin/nomad"
+	}
+	tmp, err := os.MkdirTemp("", "spice-bench-")
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
+		return ExitError
+	}
+	defer os.RemoveAll(tmp)
+	jc.TempDir = tmp
+	cl, err := pgcluster.Start(ctx, pgcluster.DefaultConfig())
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
+		return ExitError
+	}
+	defer cl.Stop()
+	if _, err := bench.Jobs(ctx, cl, jc, env.Stdout); err != nil {
 		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
 		return ExitError
 	}

@@ -16,7 +16,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/nomad/api"
@@ -144,6 +146,7 @@ func (s *Service) Submit(ctx context.Context, renter string, account ledger.ID, 
 	j.Meta[MetaAdmitted] = rec.Key
 	reg, err := s.Sched.Register(ctx, renter, j)
 	if err != nil {
+		err = refused(err)
 		if rerr := s.release(ctx, rec, "Nomad refused the job: "+err.Error()); rerr != nil {
 			return nil, fmt.Errorf("jobs: %w (and releasing hold %s failed: %v; it is retried, and expires at its timeout)", err, hold.ID, rerr)
 		}
@@ -158,6 +161,22 @@ func (s *Service) Submit(ctx context.Context, renter string, account ledger.ID, 
 		EvalID: reg.EvalID, EvalCreateIndex: reg.EvalCreateIndex, JobModifyIndex: reg.JobModifyIndex, Warnings: reg.Warnings}, nil
 }
 
+// refused turns Nomad's refusal of a job that fails its own validation
+// (Nomad answers those with HTTP 500) into an invalid-job error the renter
+// can act on; other errors are returned as they are.
+func refused(err error) error {
+	var ure api.UnexpectedResponseError
+	// Nomad's job validation answers with a multierror ("1 error
+	// occurred: * Task group g validation failed: ...").
+	if errors.As(err, &ure) && (strings.Contains(ure.Body(), "validation failed") || strings.Contains(ure.Body(), "error occurred")) {
+		return coded.Errorf(CodeInvalidJob, "Nomad refused the job: %s", strings.Join(strings.Fields(ure.Body()), " "))
+	}
+	return err
+}
+
+// CodeInvalidJob rejects a job Nomad's own validation refuses.
+const CodeInvalidJob coded.Code = "invalid"
+
 // CodeAdmissionConflict rejects a submission racing another of the same job.
 const CodeAdmissionConflict coded.Code = "admission_conflict"
 
@@ -165,23 +184,20 @@ const CodeAdmissionConflict coded.Code = "admission_conflict"
 // a new one: the n-th run of the same spec gets key hash(base, n), so
 // running a job again after it ended holds afresh.
 func (s *Service) admission(ctx context.Context, renter string, account ledger.ID, jobID, base string, quote market.Quote) (*Record, error) {
-	rec, err := s.Store.OpenAdmission(ctx, base)
-	if err != nil || rec != nil {
-		return rec, err
-	}
-	n, err := s.Store.CountAdmissions(ctx, base)
+	recs, err := s.Store.BaseAdmissions(ctx, base)
 	if err != nil {
 		return nil, err
 	}
-	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d", base, n)))
-	key := hex.EncodeToString(h[:16])
-	rec = &Record{Key: key, Base: base, Renter: renter, JobID: jobID, Account: account, Quote: quote, State: Admitted,
-		Hold: settle.Hold{ID: settle.ID(key, 0, "hold"), Renter: account, Amount: quote.Max}}
-	if err := s.Store.InsertAdmission(ctx, rec); err != nil {
-		return nil, err
+	for _, r := range recs {
+		if r.Open() {
+			return r, nil
+		}
 	}
-	// A concurrent identical submission may have inserted first: use the stored one.
-	return s.Store.Admission(ctx, key)
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d", base, len(recs))))
+	key := hex.EncodeToString(h[:16])
+	// A concurrent identical submission may insert first: use the stored one.
+	return s.Store.InsertAdmission(ctx, &Record{Key: key, Base: base, Renter: renter, JobID: jobID, Account: account, Quote: quote, State: Admitted,
+		Hold: settle.Hold{ID: settle.ID(key, 0, "hold"), Renter: account, Amount: quote.Max}})
 }
 
 // holdTimeout is how long an admission hold lives: the job's maximum
@@ -257,7 +273,7 @@ func (s *Service) check(ctx context.Context, renter string, j *api.Job) (checked
 		delete(j.Meta, k) // the hub's to write, never the renter's
 	}
 	aj := nomad.AdmissionJob(j)
-	usage, err := s.usage(ctx, renter, *j.ID)
+	usage, err := s.Store.RenterUsage(ctx, renter, *j.ID)
 	if err != nil {
 		return c, err
 	}
@@ -285,30 +301,6 @@ func (s *Service) check(ctx context.Context, renter string, j *api.Job) (checked
 		return c, coded.New(admission.CodeViolation, "the job asks for no resources")
 	}
 	return c, nil
-}
-
-// usage is what the renter's open admissions (jobs admitted and not yet
-// settled) hold, the job being replaced excluded: read from the hub's own
-// records, one query, however many jobs the renter runs.
-func (s *Service) usage(ctx context.Context, renter, replacing string) (admission.Usage, error) {
-	var u admission.Usage
-	recs, err := s.Store.OpenRenterAdmissions(ctx, renter)
-	if err != nil {
-		return u, fmt.Errorf("jobs: %w", err)
-	}
-	seen := map[string]bool{}
-	for _, r := range recs {
-		if r.JobID == replacing {
-			continue
-		}
-		if !seen[r.JobID] {
-			seen[r.JobID] = true
-			u.Jobs++
-		}
-		u.CPUMHz += int(r.Quote.Resources.CPUMHz)
-		u.MemoryMB += int(r.Quote.Resources.MemoryMB)
-	}
-	return u, nil
 }
 
 func str(s *string) string {

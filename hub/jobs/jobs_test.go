@@ -221,6 +221,21 @@ func TestRejectedJobsNeverReachNomad(t *testing.T) {
 		}
 		e.noJob("gina", "hello")
 	})
+	t.Run("NomadRefuses", func(t *testing.T) {
+		// Two groups of one name pass admission but not Nomad's own
+		// validation: the renter learns why, and the hold is released.
+		jack := e.renter("jack", 10*ledger.MicroPerSpice)
+		j := e.helloJob()
+		j.TaskGroups = append(j.TaskGroups, j.TaskGroups[0])
+		_, err := e.svc.Submit(ctx, "jack", jack, j)
+		if coded.CodeOf(err) != jobs.CodeInvalidJob || !strings.Contains(err.Error(), "Nomad refused the job") {
+			t.Fatalf("got %v", err)
+		}
+		e.noJob("jack", "hello")
+		if a := e.account(jack); a.DebitsPending != 0 || a.Balance() != 10*ledger.MicroPerSpice {
+			t.Fatalf("jack's account after Nomad refused the job: %+v", a)
+		}
+	})
 	t.Run("CannotPayFromAnothersAccount", func(t *testing.T) {
 		dave := e.renter("dave", 10*ledger.MicroPerSpice)
 		_, err := e.svc.Submit(ctx, "mallory", dave, e.helloJob())

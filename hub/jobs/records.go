@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/spiceroute/spiceroute/hub/admission"
 	"github.com/spiceroute/spiceroute/hub/invoice"
 	"github.com/spiceroute/spiceroute/hub/ledger"
 	"github.com/spiceroute/spiceroute/hub/market"
@@ -90,15 +91,15 @@ type Settlement struct {
 // Store keeps admissions, allocations and settlements (*postgres.Store).
 // Safe for concurrent use.
 type Store interface {
-	// InsertAdmission stores r unless its key exists.
-	InsertAdmission(ctx context.Context, r *Record) error
-	// OpenAdmission returns the open admission with base, or nil.
-	OpenAdmission(ctx context.Context, base string) (*Record, error)
-	// CountAdmissions counts the admissions ever made with base.
-	CountAdmissions(ctx context.Context, base string) (int, error)
+	// InsertAdmission stores r unless its key exists, and returns the
+	// stored admission (r, or the one stored first).
+	InsertAdmission(ctx context.Context, r *Record) (*Record, error)
+	// BaseAdmissions lists the admissions ever made with base, oldest first.
+	BaseAdmissions(ctx context.Context, base string) ([]*Record, error)
 	Admission(ctx context.Context, key string) (*Record, error)
-	// OpenRenterAdmissions lists a renter's open admissions.
-	OpenRenterAdmissions(ctx context.Context, renter string) ([]*Record, error)
+	// RenterUsage sums what a renter's open admissions hold (jobs, CPU,
+	// memory), those of job exclude excepted.
+	RenterUsage(ctx context.Context, renter, exclude string) (admission.Usage, error)
 	// OpenAdmissions lists every open admission, oldest first.
 	OpenAdmissions(ctx context.Context) ([]*Record, error)
 	// RenterAdmissions lists a renter's admissions, newest first.

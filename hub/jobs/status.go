@@ -74,7 +74,7 @@ func (s *Service) Status(ctx context.Context, renter, jobID string) (*Status, er
 	}
 	sort.Slice(stubs, func(a, b int) bool { return stubs[a].CreateIndex > stubs[b].CreateIndex })
 	for _, a := range stubs {
-		as := AllocStatus{ID: a.ID, Node: a.NodeName, ClientStatus: a.ClientStatus, DesiredStatus: a.DesiredStatus}
+		as := AllocStatus{ID: a.ID, Node: a.NodeName, ClientStatus: a.ClientStatus, DesiredStatus: a.DesiredStatus, Tasks: []TaskStatus{}}
 		for _, name := range sortedKeys(a.TaskStates) {
 			ts := a.TaskStates[name]
 			as.Tasks = append(as.Tasks, TaskStatus{Name: name, State: ts.State, Failed: ts.Failed, StartedAt: ts.StartedAt, FinishedAt: ts.FinishedAt})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/spiceroute/spiceroute/hub/admission"
 	"github.com/spiceroute/spiceroute/hub/coded"
 	"github.com/spiceroute/spiceroute/hub/jobs"
 	"github.com/spiceroute/spiceroute/hub/ledger"
@@ -60,41 +61,54 @@ func (s *Store) queryAdmissions(ctx context.Context, q string, args ...any) ([]*
 	return out, nil
 }
 
-// InsertAdmission stores r unless its key exists.
-func (s *Store) InsertAdmission(ctx context.Context, r *jobs.Record) error {
+// InsertAdmission stores r unless its key exists, and returns the stored
+// admission.
+func (s *Store) InsertAdmission(ctx context.Context, r *jobs.Record) (*jobs.Record, error) {
 	quote, err := json.Marshal(r.Quote)
 	if err != nil {
-		return fmt.Errorf("postgres: admission: %w", err)
+		return nil, fmt.Errorf("postgres: admission: %w", err)
 	}
 	hold, err := json.Marshal(r.Hold)
 	if err != nil {
-		return fmt.Errorf("postgres: admission: %w", err)
+		return nil, fmt.Errorf("postgres: admission: %w", err)
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO job_admissions (key, base, renter, job_id, account, quote, hold, state)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (key) DO NOTHING`,
-		r.Key, r.Base, r.Renter, r.JobID, [16]byte(r.Account), quote, hold, string(r.State))
+	stored := *r
+	// Committed without waiting for the disk: the admission's hold, placed
+	// next by the ledger in the same database, commits synchronously, and
+	// flushing its WAL makes this earlier commit durable too. If the hub
+	// dies before the hold, neither survives, and nothing is owed.
+	err = s.asyncCommit(ctx, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `INSERT INTO job_admissions (key, base, renter, job_id, account, quote, hold, state)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (key) DO NOTHING RETURNING created_at`,
+			r.Key, r.Base, r.Renter, r.JobID, [16]byte(r.Account), quote, hold, string(r.State)).Scan(&stored.CreatedAt)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return s.Admission(ctx, r.Key)
+	}
 	if err != nil {
-		return fmt.Errorf("postgres: admission %s: %w", r.Key, err)
+		return nil, fmt.Errorf("postgres: admission %s: %w", r.Key, err)
 	}
-	return nil
+	return &stored, nil
 }
 
-// OpenAdmission returns the open admission with base, or nil.
-func (s *Store) OpenAdmission(ctx context.Context, base string) (*jobs.Record, error) {
-	rs, err := s.queryAdmissions(ctx, `WHERE base = $1 AND state IN ('admitted', 'running') ORDER BY created_at LIMIT 1`, base)
-	if err != nil || len(rs) == 0 {
-		return nil, err
-	}
-	return rs[0], nil
+// BaseAdmissions lists the admissions ever made with base, oldest first.
+func (s *Store) BaseAdmissions(ctx context.Context, base string) ([]*jobs.Record, error) {
+	return s.queryAdmissions(ctx, `WHERE base = $1 ORDER BY created_at`, base)
 }
 
-// CountAdmissions counts the admissions ever made with base.
-func (s *Store) CountAdmissions(ctx context.Context, base string) (int, error) {
-	var n int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM job_admissions WHERE base = $1`, base).Scan(&n); err != nil {
-		return 0, fmt.Errorf("postgres: admissions: %w", err)
+// RenterUsage sums what a renter's open admissions hold, those of job
+// exclude excepted.
+func (s *Store) RenterUsage(ctx context.Context, renter, exclude string) (admission.Usage, error) {
+	var u admission.Usage
+	var cpu, mem int64
+	err := s.pool.QueryRow(ctx, `SELECT count(DISTINCT job_id),
+		coalesce(sum((quote->'resources'->>'cpu_mhz')::bigint), 0), coalesce(sum((quote->'resources'->>'memory_mb')::bigint), 0)
+		FROM job_admissions WHERE renter = $1 AND state IN ('admitted', 'running') AND job_id <> $2`, renter, exclude).Scan(&u.Jobs, &cpu, &mem)
+	if err != nil {
+		return u, fmt.Errorf("postgres: usage of %s: %w", renter, err)
 	}
-	return n, nil
+	u.CPUMHz, u.MemoryMB = int(cpu), int(mem)
+	return u, nil
 }
 
 // Admission returns one admission.
@@ -114,11 +128,6 @@ func (s *Store) OpenAdmissions(ctx context.Context) ([]*jobs.Record, error) {
 	return s.queryAdmissions(ctx, `WHERE state IN ('admitted', 'running') ORDER BY created_at`)
 }
 
-// OpenRenterAdmissions lists a renter's open admissions.
-func (s *Store) OpenRenterAdmissions(ctx context.Context, renter string) ([]*jobs.Record, error) {
-	return s.queryAdmissions(ctx, `WHERE renter = $1 AND state IN ('admitted', 'running') ORDER BY created_at`, renter)
-}
-
 // RenterAdmissions lists a renter's admissions, newest first.
 func (s *Store) RenterAdmissions(ctx context.Context, renter string, limit int) ([]*jobs.Record, error) {
 	return s.queryAdmissions(ctx, `WHERE renter = $1 ORDER BY created_at DESC LIMIT $2`, renter, limit)
@@ -130,9 +139,16 @@ func (s *Store) JobAdmissions(ctx context.Context, renter, jobID string, limit i
 }
 
 // SetAdmissionState moves an admission to state st.
+//
+// The change is committed without waiting for the disk: every state is
+// derived again by the settlement loop from the ledger and Nomad if it is
+// lost in a crash.
 func (s *Store) SetAdmissionState(ctx context.Context, key string, st jobs.State, detail string) error {
-	_, err := s.pool.Exec(ctx, `UPDATE job_admissions SET state = $2, detail = $3,
+	err := s.asyncCommit(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE job_admissions SET state = $2, detail = $3,
 		ended_at = CASE WHEN $2 IN ('settled', 'released', 'failed') THEN now() ELSE ended_at END WHERE key = $1`, key, string(st), detail)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("postgres: admission %s: %w", key, err)
 	}
@@ -284,9 +300,9 @@ func (s *Store) ApplySettlement(ctx context.Context, st *jobs.Settlement) error 
 		set += `, hold = $4, state = 'running'`
 		args = append(args, hold)
 	case jobs.KindFinal:
-		set += `, state = 'settled', ended_at = now()`
+		set += `, state = 'settled', ended_at = now(), hold = jsonb_set(hold, '{amount}', '0')`
 	case jobs.KindRelease:
-		set += `, state = 'released', ended_at = now()`
+		set += `, state = 'released', ended_at = now(), hold = jsonb_set(hold, '{amount}', '0')`
 	}
 	if _, err := tx.Exec(ctx, `UPDATE job_admissions SET `+set+` WHERE key = $1`, args...); err != nil {
 		return fmt.Errorf("postgres: apply settlement %d: %w", st.ID, err)
@@ -334,3 +350,15 @@ func (s *Store) Settlements(ctx context.Context, admission string) ([]jobs.Settl
 }
 
 var _ jobs.Store = (*Store)(nil)
+
+// asyncCommit runs f in a transaction committed with synchronous_commit
+// off: durable a moment later (at the next WAL flush, e.g. any other
+// transaction's synchronous commit), not before COMMIT returns.
+func (s *Store) asyncCommit(ctx context.Context, f func(pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit TO off`); err != nil {
+			return err
+		}
+		return f(tx)
+	})
+}

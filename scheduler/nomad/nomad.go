@@ -7,9 +7,11 @@ package nomad
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 
+	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/nomad/api"
 	"github.com/spiceroute/spiceroute/hub/auth"
 )
@@ -46,7 +48,11 @@ func New(cfg Config) (*Scheduler, error) {
 	if cfg.NamespacePrefix == "" {
 		cfg.NamespacePrefix = "renter-"
 	}
-	c, err := api.NewClient(&api.Config{Address: cfg.Address, SecretID: cfg.Token})
+	// The API client's default pool keeps GOMAXPROCS+1 idle connections:
+	// a hub admitting many jobs at once would reconnect for most requests.
+	tr := cleanhttp.DefaultPooledTransport()
+	tr.MaxIdleConnsPerHost = 256
+	c, err := api.NewClient(&api.Config{Address: cfg.Address, SecretID: cfg.Token, HttpClient: &http.Client{Transport: tr}})
 	if err != nil {
 		return nil, fmt.Errorf("nomad: %w", err)
 	}
