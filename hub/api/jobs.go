@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/spiceroute/spiceroute/hub/auth"
 	"github.com/spiceroute/spiceroute/hub/coded"
+	"github.com/spiceroute/spiceroute/hub/invoice"
 	"github.com/spiceroute/spiceroute/hub/jobs"
 	"github.com/spiceroute/spiceroute/hub/ledger"
 )
@@ -33,6 +35,9 @@ type JobService interface {
 	Status(ctx context.Context, renter, jobID string) (*jobs.Status, error)
 	Stop(ctx context.Context, renter, jobID string) error
 	Logs(ctx context.Context, renter, jobID, alloc, task, stream string, limit int) (string, error)
+	// Statement issues a contributor's statement of [from, to), once per
+	// contributor and period.
+	Statement(ctx context.Context, contributor string, from, to time.Time) (*invoice.Invoice, error)
 	// Jobs lists the renter's admissions, newest first.
 	Jobs(ctx context.Context, renter string, limit int) ([]*jobs.Record, error)
 }
@@ -87,6 +92,7 @@ func (s *Server) registerJobs(g *echo.Group, small echo.MiddlewareFunc) {
 	g.GET("/jobs/:id", s.jobStatus)
 	g.DELETE("/jobs/:id", s.stopJob)
 	g.GET("/jobs/:id/logs", s.jobLogs)
+	g.POST("/statements", s.issueStatement, small)
 }
 
 // renterOnly returns the caller if it is a renter.

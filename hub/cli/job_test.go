@@ -264,6 +264,19 @@ func TestJobCommands(t *testing.T) {
 		}
 		contains(t, spice(t, alice, "invoice", "get", fmt.Sprint(rec.Invoice)).ok(t), "total "+rec.Charged.String())
 
+		// carol's statement of the period: what she was credited, line by line.
+		carol := h.env(t, "carol", auth.RoleContributor)
+		time.Sleep(1100 * time.Millisecond) // the period ends at a whole second, after the settlement
+		out = spice(t, carol, "statement", "issue", "-from", rec.CreatedAt.Add(-time.Minute).UTC().Format(time.RFC3339)).ok(t)
+		row(t, out, "Contributor", "carol")
+		row(t, out, "Earned", rec.Charged.String())
+		row(t, out, "Commission", rec.Commission.String())
+		row(t, out, "Credited", (rec.Charged - rec.Commission).String())
+		if c := h.account(t, h.contributor); c.Balance() != rec.Charged-rec.Commission {
+			t.Fatalf("carol's balance %s, her statement says %s", c.Balance(), rec.Charged-rec.Commission)
+		}
+		spice(t, alice, "statement", "issue", "-from", "2026-01-01").fails(t, 1, "statements are for contributors")
+
 		out = spice(t, alice, "job", "list").ok(t)
 		if !regexp.MustCompile(`(?m)^hello +settled +` + regexp.QuoteMeta(want.String()) + ` +` + regexp.QuoteMeta(rec.Charged.String()) + ` +` + fmt.Sprint(rec.Invoice) + ` `).MatchString(out) {
 			t.Errorf("job list lacks the settled hello:\n%s", out)

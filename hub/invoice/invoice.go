@@ -48,9 +48,16 @@ type Invoice struct {
 	Credit ledger.Amount `json:"credit,omitempty"`
 }
 
-// Line is one resource of one allocation.
+// Earnings is the resource of a statement's lines: what one allocation
+// earned the contributor in the period (before the hub's commission; a
+// negative amount is a refund for work that was lost).
+const Earnings market.Resource = "earnings"
+
+// Line is one resource of one allocation (invoices), or what one
+// allocation earned (statements: Cost.Resource is Earnings).
 type Line struct {
 	Allocation string          `json:"allocation"`
+	Job        string          `json:"job,omitempty"` // statements: the renter's job
 	Node       string          `json:"node,omitempty"`
 	Cost       market.LineCost `json:"cost"`
 	Transfers  []ledger.ID     `json:"transfers"`   // the settlement transfers for this allocation
@@ -59,6 +66,12 @@ type Line struct {
 
 // Description says what a line is in words, e.g. "CPU 500 MHz × 1h02m03s".
 func (l Line) Description() string {
+	if l.Cost.Resource == Earnings {
+		if l.Cost.Amount < 0 {
+			return "refund for lost work, job " + l.Job
+		}
+		return "earnings, job " + l.Job
+	}
 	unit := "MB"
 	if l.Cost.Resource == market.CPU {
 		unit = "MHz"
@@ -71,23 +84,28 @@ func (l Line) Description() string {
 func (inv *Invoice) Finish() error {
 	var sub ledger.Amount
 	for _, l := range inv.Lines {
-		if l.Cost.Amount < 0 {
+		if l.Cost.Amount < 0 && inv.Kind != ContributorStatement {
 			return fmt.Errorf("invoice: negative line amount")
 		}
 		sub += l.Cost.Amount
-	}
-	if inv.Credit < 0 || inv.Credit > sub || inv.Kind != RenterInvoice && inv.Credit != 0 {
-		return fmt.Errorf("invoice: credit %s is not within the subtotal %s", inv.Credit, sub)
-	}
-	if inv.Commission < 0 || inv.Commission > sub-inv.Credit {
-		return fmt.Errorf("invoice: commission %s is not within the subtotal %s", inv.Commission, sub-inv.Credit)
 	}
 	inv.Subtotal = sub
 	inv.Currency = "SP"
 	switch inv.Kind {
 	case RenterInvoice:
+		if inv.Credit < 0 || inv.Credit > sub {
+			return fmt.Errorf("invoice: credit %s is not within the subtotal %s", inv.Credit, sub)
+		}
+		if inv.Commission < 0 || inv.Commission > sub-inv.Credit {
+			return fmt.Errorf("invoice: commission %s is not within the subtotal %s", inv.Commission, sub-inv.Credit)
+		}
 		inv.Total = sub - inv.Credit
 	case ContributorStatement:
+		// Refunds of lost work can make a period's lines, and the
+		// commission returned with them, negative.
+		if inv.Credit != 0 {
+			return fmt.Errorf("invoice: a statement has no credit")
+		}
 		inv.Total = sub - inv.Commission
 	default:
 		return fmt.Errorf("invoice: unknown kind %q", inv.Kind)

@@ -81,7 +81,7 @@ func (inv *Invoice) PDF(w io.Writer) error {
 		}
 		pdf.CellFormat(widths[0], 6, tr(alloc), "", 0, "", false, 0, "")
 		pdf.CellFormat(widths[1], 6, tr(l.Description()), "", 0, "", false, 0, "")
-		pdf.CellFormat(widths[2], 6, tr(l.Cost.UnitPrice.String()+"/"+l.Cost.Unit), "", 0, "R", false, 0, "")
+		pdf.CellFormat(widths[2], 6, tr(l.unitPrice()), "", 0, "R", false, 0, "")
 		pdf.CellFormat(widths[3], 6, l.Cost.Amount.String(), "", 1, "R", false, 0, "")
 		pdf.SetFont("Helvetica", "", 7)
 		pdf.CellFormat(0, 4, tr("log "+joinIndexes(l.LogIndexes)), "", 1, "", false, 0, "")
@@ -116,4 +116,13 @@ func (inv *Invoice) PDF(w io.Writer) error {
 	}
 	_, err := w.Write(buf.Bytes())
 	return err
+}
+
+// unitPrice is the line's unit price, e.g. "0.040000 SP/core-hour"; ""
+// for statement lines.
+func (l Line) unitPrice() string {
+	if l.Cost.Unit == "" {
+		return ""
+	}
+	return l.Cost.UnitPrice.String() + "/" + l.Cost.Unit
 }

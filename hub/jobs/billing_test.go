@@ -183,6 +183,36 @@ func TestJobIsChargedExactlyWhatRan(t *testing.T) {
 	t.Logf("hello ran for %s µSP", want)
 	e.checkSettled(rec, alice, funds, want)
 
+	t.Run("ContributorStatement", func(t *testing.T) {
+		ctx := context.Background()
+		time.Sleep(1100 * time.Millisecond) // the period ends at a whole second, after the settlement
+		from, to := rec.CreatedAt.Add(-time.Minute), time.Now()
+		st, err := e.svc.Statement(ctx, "carol", from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		carol := e.account(e.contrib)
+		if st.Kind != invoice.ContributorStatement || st.Total != carol.Balance() || st.Commission != want/10 || len(st.Lines) != 1 || st.Lines[0].Cost.Amount != want {
+			t.Fatalf("statement %+v: want one line of %s, commission %s, total %s (carol's balance)", st, want, want/10, carol.Balance())
+		}
+		for i, id := range st.Lines[0].Transfers {
+			tr, err := e.store.Transfer(ctx, id)
+			if err != nil || tr.CreditAccountID != e.contrib || tr.LogIndex != st.Lines[0].LogIndexes[i] {
+				t.Fatalf("statement transfer %s: %+v, %v", id, tr, err)
+			}
+		}
+		again, err := e.svc.Statement(ctx, "carol", from, to)
+		if err != nil || again.Number != st.Number {
+			t.Fatalf("the same period again: statement %d, %v; want %d", again.Number, err, st.Number)
+		}
+		if _, err := e.svc.Statement(ctx, "carol", to, from); err == nil {
+			t.Fatal("a period ending before it starts was accepted")
+		}
+		if _, err := e.svc.Statement(ctx, "alice", from, to); err == nil {
+			t.Fatal("a renter without a contributor account got a statement")
+		}
+	})
+
 	t.Run("RunAgainHoldsAfresh", func(t *testing.T) {
 		// The same spec run again after it ended is a new admission with a
 		// new hold (and, since the hub's meta changes, a new job version).

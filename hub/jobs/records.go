@@ -88,6 +88,13 @@ type Settlement struct {
 	CreatedAt time.Time      `json:"created_at"`
 }
 
+// JobSettlement is a settlement with the job it settled.
+type JobSettlement struct {
+	Settlement
+	Renter string `json:"renter"`
+	JobID  string `json:"job_id"`
+}
+
 // Store keeps admissions, allocations and settlements (*postgres.Store).
 // Safe for concurrent use.
 type Store interface {
@@ -135,4 +142,10 @@ type Store interface {
 	FailSettlement(ctx context.Context, id int64, msg string) error
 	// Settlements lists an admission's settlements, oldest first.
 	Settlements(ctx context.Context, admission string) ([]Settlement, error)
+	// SettlementsBetween lists the settlements applied in [from, to),
+	// oldest first, with their jobs.
+	SettlementsBetween(ctx context.Context, from, to time.Time) ([]JobSettlement, error)
+	// IssueStatement numbers and stores a contributor statement, once per
+	// contributor and period (an existing one replaces inv).
+	IssueStatement(ctx context.Context, inv *invoice.Invoice) error
 }

@@ -28,6 +28,13 @@ func (s *Store) IssueJobInvoice(ctx context.Context, key string, inv *invoice.In
 	return s.issueInvoice(ctx, inv, key)
 }
 
+// IssueStatement issues a contributor statement, once per contributor and
+// period: if one exists for inv's party, From and To, inv is replaced by it
+// and nothing is issued.
+func (s *Store) IssueStatement(ctx context.Context, inv *invoice.Invoice) error {
+	return s.issueInvoice(ctx, inv, "")
+}
+
 func (s *Store) issueInvoice(ctx context.Context, inv *invoice.Invoice, admission string) error {
 	if err := inv.Finish(); err != nil {
 		return err
@@ -48,6 +55,17 @@ func (s *Store) issueInvoice(ctx context.Context, inv *invoice.Invoice, admissio
 		if have != nil {
 			inv.Number = *have
 			return nil
+		}
+	}
+	if inv.Kind == invoice.ContributorStatement {
+		var doc []byte
+		err := tx.QueryRow(ctx, `SELECT doc FROM invoices WHERE kind = 'statement' AND party = $1
+			AND (doc->>'from')::timestamptz = $2 AND (doc->>'to')::timestamptz = $3`, inv.Party, inv.From, inv.To).Scan(&doc)
+		if err == nil {
+			return json.Unmarshal(doc, inv)
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("postgres: issue statement: %w", err)
 		}
 	}
 	if err := tx.QueryRow(ctx, `SELECT coalesce(max(number), 0) + 1 FROM invoices`).Scan(&inv.Number); err != nil {

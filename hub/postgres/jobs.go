@@ -322,6 +322,36 @@ func (s *Store) FailSettlement(ctx context.Context, id int64, msg string) error 
 	return nil
 }
 
+// SettlementsBetween lists the settlements applied in [from, to), oldest
+// first, with their jobs.
+func (s *Store) SettlementsBetween(ctx context.Context, from, to time.Time) ([]jobs.JobSettlement, error) {
+	rows, err := s.pool.Query(ctx, `SELECT s.id, s.admission, s.kind, s.state, s.plan, s.error, s.created_at, a.renter, a.job_id
+		FROM job_settlements s JOIN job_admissions a ON a.key = s.admission
+		WHERE s.state = 'applied' AND s.created_at >= $1 AND s.created_at < $2 ORDER BY s.id`, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: settlements: %w", err)
+	}
+	defer rows.Close()
+	var out []jobs.JobSettlement
+	for rows.Next() {
+		var st jobs.JobSettlement
+		var kind string
+		var plan []byte
+		if err := rows.Scan(&st.ID, &st.Admission, &kind, &st.State, &plan, &st.Error, &st.CreatedAt, &st.Renter, &st.JobID); err != nil {
+			return nil, fmt.Errorf("postgres: settlements: %w", err)
+		}
+		st.Kind = jobs.SettlementKind(kind)
+		if err := json.Unmarshal(plan, &st.Plan); err != nil {
+			return nil, fmt.Errorf("postgres: settlement %d: %w", st.ID, err)
+		}
+		out = append(out, st)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: settlements: %w", err)
+	}
+	return out, nil
+}
+
 // Settlements lists an admission's settlements, oldest first.
 func (s *Store) Settlements(ctx context.Context, admission string) ([]jobs.Settlement, error) {
 	rows, err := s.pool.Query(ctx, `SELECT id, admission, kind, state, plan, error, created_at FROM job_settlements WHERE admission = $1 ORDER BY id`, admission)
