@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -57,13 +58,28 @@ func nomadCLI(t *testing.T, hubURL, token string, args ...string) (string, error
 // hub, and is charged exactly what ran; the contributor and the hub's
 // commission add up to it, the hold is closed, the invoice matches and the
 // public log verifies.
-func TestRenterRunsAJobWithTheNomadCLI(t *testing.T) {
+// jobsHub is a `spice hub` process in front of a real Nomad agent whose
+// one client is carol's machine, with prices set high enough that a few
+// seconds of a small job cost thousands of µSP, and a renter alice.
+type jobsHub struct {
+	*hubProc
+	name, dbURL string
+	nomad       *nomadtest.Server
+	op, alice   *client.Client
+	aliceToken  string
+	aliceAcct   ledger.ID
+	contrib     ledger.ID
+}
+
+const jobsFunds = 50 * ledger.MicroPerSpice
+
+func startJobsHub(t *testing.T) *jobsHub {
+	t.Helper()
 	ctx := context.Background()
 	contrib := ledger.NewID()
 	srv := nomadtest.NewTestServer(t, nomadtest.WithHCL(fmt.Sprintf("client {\n  node_pool = %q\n  meta {\n    %s = %q\n  }\n}\n",
 		nomad.DefaultNodePool, nomad.MetaContributorAccount, contrib)))
-	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "nomad.token")
+	tokenFile := filepath.Join(t.TempDir(), "nomad.token")
 	if err := os.WriteFile(tokenFile, []byte(srv.ManagementToken), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +96,6 @@ func TestRenterRunsAJobWithTheNomadCLI(t *testing.T) {
 	if _, err := op.SetPrices(ctx, e2ePrices); err != nil {
 		t.Fatal(err)
 	}
-	const funds = 50 * ledger.MicroPerSpice
 	alice := ledger.NewID()
 	for _, a := range []ledger.Account{{ID: alice, Owner: "alice", Kind: ledger.KindRenter}, {ID: contrib, Owner: "carol", Kind: ledger.KindContributor}} {
 		if r, err := op.CreateAccount(ctx, a); err != nil || r.Err != nil {
@@ -88,23 +103,65 @@ func TestRenterRunsAJobWithTheNomadCLI(t *testing.T) {
 		}
 	}
 	iss := hub.SystemAccountID(hubName, ledger.KindIssuance)
-	if r, err := op.CreateTransfer(ctx, ledger.Transfer{ID: ledger.NewID(), DebitAccountID: iss, CreditAccountID: alice, Amount: funds}); err != nil || r.Err != nil {
+	if r, err := op.CreateTransfer(ctx, ledger.Transfer{ID: ledger.NewID(), DebitAccountID: iss, CreditAccountID: alice, Amount: jobsFunds}); err != nil || r.Err != nil {
 		t.Fatal(err, r.Err)
 	}
 	tok, err := op.CreateToken(ctx, "alice", auth.RoleRenter, "laptop")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return &jobsHub{hubProc: h, name: hubName, dbURL: dbURL, nomad: srv, op: op, alice: client.New(h.url, tok.Secret),
+		aliceToken: tok.Secret, aliceAcct: alice, contrib: contrib}
+}
+
+// checkPaid asserts alice paid exactly want for her one job, carol and the
+// hub's commission got it between them, and nothing is left held or in
+// escrow.
+func (h *jobsHub) checkPaid(t *testing.T, want ledger.Amount) {
+	t.Helper()
+	ctx := context.Background()
+	waitFor(t, "the job's settlement", 2*time.Minute, func() bool {
+		acct, err := h.alice.Account(ctx, h.aliceAcct)
+		return err == nil && acct.DebitsPending == 0 && acct.Balance() < jobsFunds
+	})
+	acct, err := h.alice.Account(ctx, h.aliceAcct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if paid := jobsFunds - acct.Balance(); paid != want {
+		t.Fatalf("alice paid %s, the job ran for %s (allocated resources × run time × price)", paid, want)
+	}
+	commission := want / 10
+	c, err := h.op.Account(ctx, h.contrib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := h.op.Account(ctx, hub.SystemAccountID(h.name, ledger.KindHubCommission))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Balance() != want-commission || hc.Balance() != commission {
+		t.Fatalf("carol got %s and the hub %s; want %s and %s", c.Balance(), hc.Balance(), want-commission, commission)
+	}
+	if esc, err := h.op.Account(ctx, hub.SystemAccountID(h.name, ledger.KindEscrow)); err != nil || esc.Balance() != 0 || esc.CreditsPending != 0 {
+		t.Fatalf("escrow after settlement: %+v, %v", esc, err)
+	}
+}
+
+func TestRenterRunsAJobWithTheNomadCLI(t *testing.T) {
+	ctx := context.Background()
+	h := startJobsHub(t)
+	dir := t.TempDir()
 
 	// The renter's side: nothing but the nomad CLI and a SpiceRoute token.
-	out, err := nomadCLI(t, h.url, tok.Secret, "job", "run", "nomad-jobs/hello.nomad.hcl")
+	out, err := nomadCLI(t, h.url, h.aliceToken, "job", "run", "nomad-jobs/hello.nomad.hcl")
 	if err != nil {
 		t.Fatalf("nomad job run: %v\n%s", err, out)
 	}
 	var allocID string
 	deadline := time.Now().Add(3 * time.Minute)
 	for allocID == "" {
-		out, err = nomadCLI(t, h.url, tok.Secret, "job", "allocs", "-json", "hello")
+		out, err = nomadCLI(t, h.url, h.aliceToken, "job", "allocs", "-json", "hello")
 		var allocs []struct{ ID, ClientStatus string }
 		if err == nil && json.Unmarshal([]byte(out), &allocs) == nil && len(allocs) == 1 && allocs[0].ClientStatus == "complete" {
 			allocID = allocs[0].ID
@@ -114,58 +171,31 @@ func TestRenterRunsAJobWithTheNomadCLI(t *testing.T) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	logs, err := nomadCLI(t, h.url, tok.Secret, "alloc", "logs", allocID)
+	logs, err := nomadCLI(t, h.url, h.aliceToken, "alloc", "logs", allocID)
 	if err != nil || !strings.Contains(logs, "hello from SpiceRoute") {
 		t.Fatalf("nomad alloc logs through the hub: %v\n%s", err, logs)
 	}
 
 	// What ran, as Nomad itself records it (read with the hub's Nomad token).
-	a, _, err := srv.Client.Allocations().Info(allocID, &nomadapi.QueryOptions{Namespace: "renter-alice"})
+	a, _, err := h.nomad.Client.Allocations().Info(allocID, &nomadapi.QueryOptions{Namespace: "renter-alice"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := e2eCost(t, a)
 	commission := want / 10
-
-	// Settlement: poll alice's account until the hold is closed.
-	rc := client.New(h.url, tok.Secret)
-	waitFor(t, "the job's settlement", 2*time.Minute, func() bool {
-		acct, err := rc.Account(ctx, alice)
-		return err == nil && acct.DebitsPending == 0 && acct.Balance() < funds
-	})
-	acct, err := rc.Account(ctx, alice)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if paid := funds - acct.Balance(); paid != want {
-		t.Fatalf("alice paid %s, the job ran for %s (allocated resources × run time × price)", paid, want)
-	}
-	c, err := op.Account(ctx, contrib)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc, err := op.Account(ctx, hub.SystemAccountID(hubName, ledger.KindHubCommission))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Balance() != want-commission || hc.Balance() != commission {
-		t.Fatalf("carol got %s and the hub %s; want %s and %s", c.Balance(), hc.Balance(), want-commission, commission)
-	}
-	if esc, err := op.Account(ctx, hub.SystemAccountID(hubName, ledger.KindEscrow)); err != nil || esc.Balance() != 0 || esc.CreditsPending != 0 {
-		t.Fatalf("escrow after settlement: %+v, %v", esc, err)
-	}
+	h.checkPaid(t, want)
 
 	// The invoice: number 1, its totals, the PDF's totals.
 	var inv *invoice.Invoice
 	waitFor(t, "the invoice", time.Minute, func() bool {
-		inv, err = rc.Invoice(ctx, 1)
+		inv, err = h.alice.Invoice(ctx, 1)
 		return err == nil
 	})
 	if inv.Party != "alice" || inv.Job != "hello" || inv.Total != want || inv.Commission != commission || len(inv.Lines) != 3 {
 		t.Fatalf("invoice %+v: want alice's hello, total %s, commission %s, 3 lines", inv, want, commission)
 	}
 	pdf := filepath.Join(dir, "invoice.pdf")
-	if _, err := run(t, []string{"SPICE_ADDR=" + h.url, "SPICE_TOKEN=" + tok.Secret}, "invoice", "get", "1", "-o", pdf); err != nil {
+	if _, err := run(t, []string{"SPICE_ADDR=" + h.url, "SPICE_TOKEN=" + h.aliceToken}, "invoice", "get", "1", "-o", pdf); err != nil {
 		t.Fatal(err)
 	}
 	text, err := exec.Command("pdftotext", pdf, "-").CombinedOutput()
@@ -174,7 +204,7 @@ func TestRenterRunsAJobWithTheNomadCLI(t *testing.T) {
 	}
 
 	// The public log verifies, and agrees with the database.
-	if out, err := run(t, nil, "ledger", "verify", "-address", h.url, "-database", dbURL); err != nil {
+	if out, err := run(t, nil, "ledger", "verify", "-address", h.url, "-database", h.dbURL); err != nil {
 		t.Fatalf("spice ledger verify: %v\n%s", err, out)
 	}
 }
@@ -198,4 +228,51 @@ func e2eCost(t *testing.T, a *nomadapi.Allocation) ledger.Amount {
 		t.Fatalf("the job cost only %d µSP: too little to tell a wrong charge", total)
 	}
 	return ledger.Amount(total)
+}
+
+// TestHubKilledMidJobChargesOnce kills the hub process (SIGKILL) while a
+// renter's job runs and has been charged by running debit notes, and
+// restarts it: metering resumes from the database and Nomad, and the
+// renter pays exactly what ran, once.
+func TestHubKilledMidJobChargesOnce(t *testing.T) {
+	ctx := context.Background()
+	h := startJobsHub(t)
+	src, err := os.ReadFile("../nomad-jobs/hello.nomad.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := strings.Replace(string(src), "sleep 3", "sleep 12", 1)
+	if spec == string(src) {
+		t.Fatal("nomad-jobs/hello.nomad.hcl no longer sleeps 3 seconds: update this test")
+	}
+	file := filepath.Join(t.TempDir(), "long.nomad.hcl")
+	if err := os.WriteFile(file, []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := nomadCLI(t, h.url, h.aliceToken, "job", "run", "-detach", file); err != nil {
+		t.Fatalf("nomad job run: %v\n%s", err, out)
+	}
+	// A running debit note: alice's balance drops while the job runs.
+	waitFor(t, "a running debit note", 2*time.Minute, func() bool {
+		a, err := h.alice.Account(ctx, h.aliceAcct)
+		return err == nil && a.Balance() < jobsFunds && a.DebitsPending > 0
+	})
+	h.stop(syscall.SIGKILL)
+	time.Sleep(time.Second)
+	if err := h.start(); err != nil {
+		t.Fatal(err)
+	}
+	var alloc *nomadapi.Allocation
+	waitFor(t, "the job to end", 2*time.Minute, func() bool {
+		stubs, _, err := h.nomad.Client.Jobs().Allocations("hello", false, &nomadapi.QueryOptions{Namespace: "renter-alice"})
+		if err != nil || len(stubs) != 1 || stubs[0].ClientStatus != "complete" {
+			return false
+		}
+		alloc, _, err = h.nomad.Client.Allocations().Info(stubs[0].ID, &nomadapi.QueryOptions{Namespace: "renter-alice"})
+		return err == nil
+	})
+	h.checkPaid(t, e2eCost(t, alloc))
+	if out, err := run(t, nil, "ledger", "verify", "-address", h.url, "-database", h.dbURL); err != nil {
+		t.Fatalf("spice ledger verify: %v\n%s", err, out)
+	}
 }

@@ -679,7 +679,7 @@ func TestGatewayRefuses(t *testing.T) {
 		bad := strings.Replace(readFile(t, "../../nomad-jobs/hello.nomad.hcl"), `group "hello" {`,
 			"group \"hello\" {\n    constraint {\n      attribute = \"${attr.kernel.name}\"\n      operator = \"bogus\"\n      value = \"linux\"\n    }", 1)
 		out := e.mustCLI(1, alice, "job", "run", e.jobFile("bad.nomad.hcl", bad))
-		mustMatch(t, out, `Unexpected response code: 500 \(.*(?s:.*)Unknown constraint type "bogus"`)
+		mustMatch(t, out, `Unexpected response code: 400 \(Nomad refused the job: .*Unknown constraint type "bogus"`)
 		if _, err := e.sched.Job(ctx, "alice", "hello"); err == nil {
 			t.Fatal("a job Nomad refused is registered")
 		}
