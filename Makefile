@@ -44,6 +44,8 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeTransfers$$' -fuzztime=$(FUZZTIME) ./hub/api/
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeEntry$$' -fuzztime=$(FUZZTIME) ./hub/ledger/
 	$(GO) test -run='^$$' -fuzz='^FuzzParsePolicy$$' -fuzztime=$(FUZZTIME) ./hub/admission/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeNomadJob$$' -fuzztime=$(FUZZTIME) ./hub/api/
+	$(GO) test -run='^$$' -fuzz='^FuzzMatch$$' -fuzztime=$(FUZZTIME) ./hub/gateway/
 
 clean:
 	rm -rf $(BIN)

@@ -268,7 +268,9 @@ func (s *Service) check(ctx context.Context, renter string, j *api.Job) (checked
 	if err := s.Sched.EnsureRenter(ctx, renter); err != nil {
 		return c, fmt.Errorf("jobs: %w", err)
 	}
-	s.Sched.Prepare(renter, j)
+	if err := s.Sched.Prepare(renter, j); err != nil {
+		return c, err
+	}
 	for _, k := range []string{MetaHold, MetaQuote, MetaAccount, MetaAdmitted} {
 		delete(j.Meta, k) // the hub's to write, never the renter's
 	}

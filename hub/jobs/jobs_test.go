@@ -236,6 +236,18 @@ func TestRejectedJobsNeverReachNomad(t *testing.T) {
 			t.Fatalf("jack's account after Nomad refused the job: %+v", a)
 		}
 	})
+	t.Run("Malformed", func(t *testing.T) {
+		// A JSON job with a null task group: Nomad's client library would
+		// panic canonicalizing it; the hub refuses it instead.
+		kim := e.renter("kim", 10*ledger.MicroPerSpice)
+		j := e.helloJob()
+		j.TaskGroups = append(j.TaskGroups, nil)
+		_, err := e.svc.Submit(ctx, "kim", kim, j)
+		if coded.CodeOf(err) != nomad.CodeMalformed || !strings.Contains(err.Error(), "malformed") {
+			t.Fatalf("got %v", err)
+		}
+		e.noJob("kim", "hello")
+	})
 	t.Run("CannotPayFromAnothersAccount", func(t *testing.T) {
 		dave := e.renter("dave", 10*ledger.MicroPerSpice)
 		_, err := e.svc.Submit(ctx, "mallory", dave, e.helloJob())

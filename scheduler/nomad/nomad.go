@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/nomad/api"
 	"github.com/spiceroute/spiceroute/hub/auth"
+	"github.com/spiceroute/spiceroute/hub/coded"
 )
 
 // Config configures the hub's Nomad connection.
@@ -101,13 +102,35 @@ func (s *Scheduler) EnsureRenter(ctx context.Context, renter string) error {
 }
 
 // Prepare canonicalizes a renter's job and places it: the renter's
-// namespace and the hub's node pool, whatever the job said.
-func (s *Scheduler) Prepare(renter string, j *api.Job) {
-	j.Canonicalize()
+// namespace and the hub's node pool, whatever the job said. A job Nomad's
+// canonicalization cannot walk (a null task group or task in its JSON, for
+// one) is refused as malformed.
+func (s *Scheduler) Prepare(renter string, j *api.Job) error {
+	if err := Canonicalize(j); err != nil {
+		return err
+	}
 	ns := s.Namespace(renter)
 	j.Namespace = &ns
 	pool := s.cfg.NodePool
 	j.NodePool = &pool
+	return nil
+}
+
+// CodeMalformed refuses a job whose structure Nomad's client library
+// cannot process.
+const CodeMalformed coded.Code = "invalid"
+
+// Canonicalize fills in Nomad's defaults (j.Canonicalize), refusing a job
+// the library panics on instead of failing the request: nomad/api assumes
+// well-formed jobs, and a renter's JSON need not be.
+func Canonicalize(j *api.Job) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = coded.Errorf(CodeMalformed, "the job is malformed (%v): check for null task groups, tasks or other null list entries", r)
+		}
+	}()
+	j.Canonicalize()
+	return nil
 }
 
 // Register registers a prepared job in the renter's namespace.

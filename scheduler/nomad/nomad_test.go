@@ -57,7 +57,9 @@ func TestHelloJobRunsInRenterNamespace(t *testing.T) {
 	}
 	pool := "default" // a renter asking for another pool is overridden
 	job.NodePool = &pool
-	s.Prepare("alice", job)
+	if err := s.Prepare("alice", job); err != nil {
+		t.Fatal(err)
+	}
 	aj := nomad.AdmissionJob(job)
 	if err := loadPolicy(t).Check(&aj, admission.Usage{}); err != nil {
 		t.Fatalf("the example job is not admitted: %v", err)
@@ -157,7 +159,9 @@ func TestAdmissionSeesViolationsInRealJobspecs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s.Prepare("alice", j)
+			if err := s.Prepare("alice", j); err != nil {
+				t.Fatal(err)
+			}
 			aj := nomad.AdmissionJob(j)
 			err = p.Check(&aj, admission.Usage{})
 			if coded.CodeOf(err) != admission.CodeViolation || !strings.Contains(err.Error(), tt.rule) {

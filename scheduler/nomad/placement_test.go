@@ -77,7 +77,9 @@ func TestUnplacedExplainsFromRealEvaluations(t *testing.T) {
 		if err != nil {
 			sub.Fatal(err)
 		}
-		s.Prepare("alice", j)
+		if err := s.Prepare("alice", j); err != nil {
+			t.Fatal(err)
+		}
 		reg, err := s.Register(ctx, "alice", j)
 		if err != nil {
 			sub.Fatal(err)

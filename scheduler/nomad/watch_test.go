@@ -64,7 +64,9 @@ func TestWatchAllocationsResumesWithoutRepeats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Prepare("alice", job)
+	if err := s.Prepare("alice", job); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.EnsureRenter(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +91,9 @@ func TestWatchAllocationsResumesWithoutRepeats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Prepare("alice", job2)
+	if err := s.Prepare("alice", job2); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.Register(ctx, "alice", job2); err != nil {
 		t.Fatal(err)
 	}
