@@ -210,9 +210,26 @@ func (s *Service) Settle(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jobs: %w", err)
 	}
+	planned, err := s.Store.PlannedSettlements(ctx)
+	if err != nil {
+		return fmt.Errorf("jobs: %w", err)
+	}
 	var errs []error
+	// One read of every renter job per tick, however many jobs are open.
+	var stubs map[string]*api.JobListStub
+	if len(recs) > 0 {
+		if stubs, err = s.Sched.RenterJobs(ctx); err != nil {
+			return fmt.Errorf("jobs: %w", err)
+		}
+	}
+	newest := map[string]string{} // renter job → its newest open admission
+	for _, rec := range recs {    // oldest first
+		newest[nomad.RenterJobKey(rec.Renter, rec.JobID)] = rec.Key
+	}
 	for _, rec := range recs {
-		if err := s.settle(ctx, rec); err != nil {
+		k := nomad.RenterJobKey(rec.Renter, rec.JobID)
+		v := view{planned: planned[rec.Key], job: stubs[k], superseded: newest[k] != rec.Key}
+		if err := s.settle(ctx, rec, v); err != nil {
 			errs = append(errs, fmt.Errorf("job %s/%s (admission %s): %w", rec.Renter, rec.JobID, rec.Key, err))
 		}
 	}
@@ -228,35 +245,35 @@ func (s *Service) Settle(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// view is what a tick knows of an admission besides its record.
+type view struct {
+	planned    []Settlement     // settlements planned but not applied (a crash in between)
+	job        *api.JobListStub // Nomad's job, nil if Nomad has none by its ID
+	superseded bool             // a newer admission of the same job is open
+}
+
 // settle brings one admission up to date: finishes settlements planned
 // before a crash, releases a hold whose job never registered, refreshes
 // the job's allocations from Nomad, refunds lost allocations, and charges
 // what ran since the last tick, finally if the job has ended.
-func (s *Service) settle(ctx context.Context, rec *Record) error {
-	sts, err := s.Store.Settlements(ctx, rec.Key)
-	if err != nil {
-		return err
-	}
-	replayed := false
-	for i := range sts {
-		if sts[i].State == "planned" {
-			if err := s.execute(ctx, rec, &sts[i]); err != nil {
-				return err
-			}
-			replayed = true
+func (s *Service) settle(ctx context.Context, rec *Record, v view) error {
+	var err error
+	for i := range v.planned {
+		if err := s.execute(ctx, rec, &v.planned[i]); err != nil {
+			return err
 		}
 	}
-	if replayed {
+	if len(v.planned) > 0 {
 		if rec, err = s.Store.Admission(ctx, rec.Key); err != nil || !rec.Open() {
 			return err
 		}
 	}
 	now := s.now() // before reading Nomad: a task that ends meanwhile ends after now
-	versions, err := s.Sched.JobVersions(ctx, rec.Renter, rec.JobID)
-	if err != nil {
-		return err
-	}
 	if rec.State == Admitted {
+		versions, err := s.Sched.JobVersions(ctx, rec.Renter, rec.JobID)
+		if err != nil {
+			return err
+		}
 		for _, v := range versions {
 			if v.Meta[MetaAdmitted] == rec.Key {
 				return s.Store.SetAdmissionState(ctx, rec.Key, Running, "")
@@ -267,7 +284,7 @@ func (s *Service) settle(ctx context.Context, rec *Record) error {
 		}
 		return s.release(ctx, rec, "the job never reached Nomad")
 	}
-	allocs, err := s.refresh(ctx, rec, versions)
+	allocs, err := s.refresh(ctx, rec, v.job)
 	if err != nil {
 		return err
 	}
@@ -277,14 +294,8 @@ func (s *Service) settle(ctx context.Context, rec *Record) error {
 		}
 	}
 
-	var job *api.Job
-	if len(versions) > 0 {
-		if job, err = s.Sched.Job(ctx, rec.Renter, rec.JobID); err != nil && !nomad.IsNotFound(err) {
-			return err
-		}
-	}
-	superseded := job != nil && job.Meta[MetaAdmitted] != rec.Key
-	over := job == nil || job.Stop != nil && *job.Stop || job.Status != nil && *job.Status == "dead" || superseded
+	j := v.job
+	over := j == nil || j.Stop || j.Status == "dead" || v.superseded
 	ended := over
 	start := rec.CreatedAt
 	var charges []settle.Charge
@@ -349,42 +360,58 @@ func (s *Service) finish(ctx context.Context, rec *Record, st *Settlement) error
 	return err
 }
 
-// refresh reads the job's allocations from Nomad, records those of this
-// admission that are new or not yet terminal, and returns them all.
-func (s *Service) refresh(ctx context.Context, rec *Record, versions []*api.Job) ([]AllocRecord, error) {
+// refresh records the admission's allocations that Nomad knows and the
+// hub does not yet (the event stream missed them while the hub was down),
+// re-reads those not yet terminal, and returns them all. It asks Nomad only
+// when there is something to learn: a job whose allocations are all known
+// and ended costs no request.
+func (s *Service) refresh(ctx context.Context, rec *Record, job *api.JobListStub) ([]AllocRecord, error) {
 	known, err := s.Store.Allocations(ctx, rec.Key)
 	if err != nil {
 		return nil, err
 	}
-	if len(versions) > 0 {
+	live := false
+	for _, a := range known {
+		live = live || !a.Terminal()
+	}
+	if !live && (job == nil || nomad.AllocCount(job) <= len(known)) {
+		return known, nil
+	}
+	var ids []string
+	if job != nil {
 		stubs, err := s.Sched.Allocations(ctx, rec.Renter, rec.JobID)
 		if err != nil && !nomad.IsNotFound(err) {
 			return nil, err
 		}
-		mine := map[uint64]bool{}
-		for _, v := range versions {
-			if v.Version != nil && v.Meta[MetaAdmitted] == rec.Key {
-				mine[*v.Version] = true
-			}
-		}
 		for _, st := range stubs {
-			i := slices.IndexFunc(known, func(a AllocRecord) bool { return a.ID == st.ID })
-			if i >= 0 && known[i].Terminal() || i < 0 && !mine[st.JobVersion] {
-				continue
-			}
-			a, err := s.Sched.Allocation(ctx, rec.Renter, st.ID)
-			if err != nil {
-				return nil, err
-			}
-			if i < 0 && (a.Job == nil || a.Job.Meta[MetaAdmitted] != rec.Key) {
-				continue
-			}
-			if err := s.saveAllocation(ctx, rec.Key, a); err != nil {
-				return nil, err
-			}
+			ids = append(ids, st.ID)
+		}
+	} else {
+		// The job was purged: its allocations can still be read by ID
+		// until Nomad collects them; one it forgot keeps its last snapshot.
+		for _, a := range known {
+			ids = append(ids, a.ID)
 		}
 	}
-	// An allocation Nomad forgot (its job purged) keeps its last snapshot.
+	for _, id := range ids {
+		i := slices.IndexFunc(known, func(a AllocRecord) bool { return a.ID == id })
+		if i >= 0 && known[i].Terminal() {
+			continue
+		}
+		a, err := s.Sched.Allocation(ctx, rec.Renter, id)
+		if nomad.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if i < 0 && (a.Job == nil || a.Job.Meta[MetaAdmitted] != rec.Key) {
+			continue // another admission's
+		}
+		if err := s.saveAllocation(ctx, rec.Key, a); err != nil {
+			return nil, err
+		}
+	}
 	return s.Store.Allocations(ctx, rec.Key)
 }
 

@@ -142,6 +142,9 @@ type Store interface {
 	FailSettlement(ctx context.Context, id int64, msg string) error
 	// Settlements lists an admission's settlements, oldest first.
 	Settlements(ctx context.Context, admission string) ([]Settlement, error)
+	// PlannedSettlements lists every settlement planned and not yet
+	// applied or failed, by admission, oldest first.
+	PlannedSettlements(ctx context.Context) (map[string][]Settlement, error)
 	// SettlementsBetween lists the settlements applied in [from, to),
 	// oldest first, with their jobs.
 	SettlementsBetween(ctx context.Context, from, to time.Time) ([]JobSettlement, error)

@@ -77,11 +77,13 @@ func (s *Store) InsertAdmission(ctx context.Context, r *jobs.Record) (*jobs.Reco
 	// next by the ledger in the same database, commits synchronously, and
 	// flushing its WAL makes this earlier commit durable too. If the hub
 	// dies before the hold, neither survives, and nothing is owed.
-	err = s.asyncCommit(ctx, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, `INSERT INTO job_admissions (key, base, renter, job_id, account, quote, hold, state)
+	async, err := s.asyncPool(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = async.QueryRow(ctx, `INSERT INTO job_admissions (key, base, renter, job_id, account, quote, hold, state)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (key) DO NOTHING RETURNING created_at`,
-			r.Key, r.Base, r.Renter, r.JobID, [16]byte(r.Account), quote, hold, string(r.State)).Scan(&stored.CreatedAt)
-	})
+		r.Key, r.Base, r.Renter, r.JobID, [16]byte(r.Account), quote, hold, string(r.State)).Scan(&stored.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return s.Admission(ctx, r.Key)
 	}
@@ -144,11 +146,12 @@ func (s *Store) JobAdmissions(ctx context.Context, renter, jobID string, limit i
 // derived again by the settlement loop from the ledger and Nomad if it is
 // lost in a crash.
 func (s *Store) SetAdmissionState(ctx context.Context, key string, st jobs.State, detail string) error {
-	err := s.asyncCommit(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `UPDATE job_admissions SET state = $2, detail = $3,
-		ended_at = CASE WHEN $2 IN ('settled', 'released', 'failed') THEN now() ELSE ended_at END WHERE key = $1`, key, string(st), detail)
+	async, err := s.asyncPool(ctx)
+	if err != nil {
 		return err
-	})
+	}
+	_, err = async.Exec(ctx, `UPDATE job_admissions SET state = $2, detail = $3,
+		ended_at = CASE WHEN $2 IN ('settled', 'released', 'failed') THEN now() ELSE ended_at END WHERE key = $1`, key, string(st), detail)
 	if err != nil {
 		return fmt.Errorf("postgres: admission %s: %w", key, err)
 	}
@@ -354,7 +357,25 @@ func (s *Store) SettlementsBetween(ctx context.Context, from, to time.Time) ([]j
 
 // Settlements lists an admission's settlements, oldest first.
 func (s *Store) Settlements(ctx context.Context, admission string) ([]jobs.Settlement, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, admission, kind, state, plan, error, created_at FROM job_settlements WHERE admission = $1 ORDER BY id`, admission)
+	return s.querySettlements(ctx, `WHERE admission = $1 ORDER BY id`, admission)
+}
+
+// PlannedSettlements lists every settlement planned and not yet applied or
+// failed, by admission, oldest first.
+func (s *Store) PlannedSettlements(ctx context.Context) (map[string][]jobs.Settlement, error) {
+	sts, err := s.querySettlements(ctx, `WHERE state = 'planned' ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]jobs.Settlement{}
+	for _, st := range sts {
+		out[st.Admission] = append(out[st.Admission], st)
+	}
+	return out, nil
+}
+
+func (s *Store) querySettlements(ctx context.Context, where string, args ...any) ([]jobs.Settlement, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, admission, kind, state, plan, error, created_at FROM job_settlements `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: settlements: %w", err)
 	}
@@ -380,15 +401,3 @@ func (s *Store) Settlements(ctx context.Context, admission string) ([]jobs.Settl
 }
 
 var _ jobs.Store = (*Store)(nil)
-
-// asyncCommit runs f in a transaction committed with synchronous_commit
-// off: durable a moment later (at the next WAL flush, e.g. any other
-// transaction's synchronous commit), not before COMMIT returns.
-func (s *Store) asyncCommit(ctx context.Context, f func(pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit TO off`); err != nil {
-			return err
-		}
-		return f(tx)
-	})
-}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -20,6 +21,13 @@ import (
 // Store is the hub's PostgreSQL store. Safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
+
+	// async is a second pool whose sessions commit without waiting for the
+	// disk (synchronous_commit off), for writes that need not be durable
+	// at once; created on first use.
+	asyncOnce sync.Once
+	async     *pgxpool.Pool
+	asyncErr  error
 }
 
 // Open connects to the database at url and applies migrations.
@@ -49,8 +57,34 @@ func Open(ctx context.Context, url string) (*Store, error) {
 // New wraps an open pool whose database is already migrated.
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
-// Close closes the pool. Safe to call twice.
-func (s *Store) Close() { s.pool.Close() }
+// Close closes the pools. Safe to call twice.
+func (s *Store) Close() {
+	s.asyncOnce.Do(func() { s.asyncErr = errors.New("postgres: store closed") })
+	if s.async != nil {
+		s.async.Close()
+	}
+	s.pool.Close()
+}
+
+// asyncPool returns the pool whose transactions commit without waiting for
+// the disk: durable a moment later, at the next WAL flush (any other
+// transaction's synchronous commit flushes them too).
+func (s *Store) asyncPool(ctx context.Context) (*pgxpool.Pool, error) {
+	s.asyncOnce.Do(func() {
+		cfg := s.pool.Config()
+		params := map[string]string{}
+		for k, v := range cfg.ConnConfig.RuntimeParams {
+			params[k] = v
+		}
+		params["synchronous_commit"] = "off"
+		cfg.ConnConfig.RuntimeParams = params
+		s.async, s.asyncErr = pgxpool.NewWithConfig(context.WithoutCancel(ctx), cfg)
+	})
+	if s.asyncErr != nil {
+		return nil, fmt.Errorf("postgres: %w", s.asyncErr)
+	}
+	return s.async, nil
+}
 
 // Pool exposes the pool for tests and tools that check the books.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }

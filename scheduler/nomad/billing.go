@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/hashicorp/nomad/api"
 )
@@ -73,4 +74,36 @@ func (s *Scheduler) JobUnplaced(ctx context.Context, renter, id string) (string,
 		}
 	}
 	return PlacementFailures(newest), nil
+}
+
+// RenterJobs lists every renter's jobs in one request (all of the hub's
+// renter namespaces), keyed by RenterJobKey.
+func (s *Scheduler) RenterJobs(ctx context.Context) (map[string]*api.JobListStub, error) {
+	stubs, _, err := s.c.Jobs().List(s.query(ctx, "*"))
+	if err != nil {
+		return nil, fmt.Errorf("nomad: jobs: %w", err)
+	}
+	out := make(map[string]*api.JobListStub, len(stubs))
+	for _, st := range stubs {
+		if renter, ok := strings.CutPrefix(st.Namespace, s.cfg.NamespacePrefix); ok {
+			out[RenterJobKey(renter, st.ID)] = st
+		}
+	}
+	return out, nil
+}
+
+// RenterJobKey identifies a renter's job.
+func RenterJobKey(renter, jobID string) string { return renter + "\x00" + jobID }
+
+// AllocCount is how many allocations a job has had (placed, running or
+// ended and not yet collected), from its summary; 0 without one.
+func AllocCount(st *api.JobListStub) int {
+	if st == nil || st.JobSummary == nil {
+		return 0
+	}
+	n := 0
+	for _, g := range st.JobSummary.Summary {
+		n += g.Starting + g.Running + g.Complete + g.Failed + g.Lost + g.Unknown
+	}
+	return n
 }
