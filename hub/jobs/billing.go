@@ -100,6 +100,19 @@ func (s *Service) RunSettlement(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jobs: %w", err)
 	}
+	if from > 0 {
+		// A cursor beyond every allocation Nomad has is another cluster's
+		// (the hub was pointed at a new one): follow this one from its start.
+		if top, err := s.Sched.AllocIndex(ctx); err != nil {
+			return fmt.Errorf("jobs: %w", err)
+		} else if from > top {
+			s.log().Warn("jobs: the event cursor is beyond this Nomad cluster's allocations; following it from the start", "cursor", from, "nomad_index", top)
+			if err := s.Store.ResetCursor(ctx, 0); err != nil {
+				return fmt.Errorf("jobs: %w", err)
+			}
+			from = 0
+		}
+	}
 	interval := s.Billing.Interval
 	if interval <= 0 {
 		interval = DefaultInterval

@@ -515,3 +515,37 @@ func TestCrashBetweenHoldAndRegistration(t *testing.T) {
 		}
 	})
 }
+
+// TestCursorFromAnotherCluster points a hub whose event cursor came from
+// another Nomad cluster (far beyond this one's indexes) at this one: it
+// follows this cluster's events from the start instead of waiting for
+// indexes it will not see for a long time.
+func TestCursorFromAnotherCluster(t *testing.T) {
+	e := newEnv(t)
+	e.setPrices()
+	ctx := context.Background()
+	const far = 1 << 40
+	if err := e.store.SaveCursor(ctx, far); err != nil {
+		t.Fatal(err)
+	}
+	e.settling()
+	lena := e.renter("lena", 100*ledger.MicroPerSpice)
+	if _, err := e.svc.Submit(ctx, "lena", lena, e.helloJob()); err != nil {
+		t.Fatal(err)
+	}
+	e.waitAdmission("lena", "hello", settled)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		c, err := e.store.Cursor(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c > 0 && c < far {
+			break // an event of this cluster was processed
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cursor is still %d: this cluster's events were not followed", c)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -133,6 +133,8 @@ type Store interface {
 	// Cursor is the last Nomad event index the meter processed.
 	Cursor(ctx context.Context) (uint64, error)
 	SaveCursor(ctx context.Context, index uint64) error
+	// ResetCursor sets the cursor, even back (a new Nomad cluster).
+	ResetCursor(ctx context.Context, index uint64) error
 
 	// PlanSettlement stores s as planned and sets its ID.
 	PlanSettlement(ctx context.Context, s *Settlement) error

@@ -249,6 +249,16 @@ func (s *Store) SaveCursor(ctx context.Context, index uint64) error {
 	return nil
 }
 
+// ResetCursor sets the event cursor, even back (a new Nomad cluster).
+func (s *Store) ResetCursor(ctx context.Context, index uint64) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO meter_cursor (id, event_index) VALUES (1, $1)
+		ON CONFLICT (id) DO UPDATE SET event_index = excluded.event_index`, int64(index))
+	if err != nil {
+		return fmt.Errorf("postgres: meter cursor: %w", err)
+	}
+	return nil
+}
+
 // PlanSettlement stores st as planned and sets its ID and time.
 func (s *Store) PlanSettlement(ctx context.Context, st *jobs.Settlement) error {
 	plan, err := json.Marshal(st.Plan)

@@ -107,3 +107,16 @@ func AllocCount(st *api.JobListStub) int {
 	}
 	return n
 }
+
+// AllocIndex is Nomad's index of its allocations table: no allocation
+// event of this cluster has a higher index. A hub whose event cursor is
+// above it is looking at another cluster than the one it followed.
+func (s *Scheduler) AllocIndex(ctx context.Context) (uint64, error) {
+	q := s.query(ctx, "*")
+	q.PerPage = 1
+	_, meta, err := s.c.Allocations().List(q)
+	if err != nil {
+		return 0, fmt.Errorf("nomad: allocations: %w", err)
+	}
+	return meta.LastIndex, nil
+}

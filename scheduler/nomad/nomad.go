@@ -53,6 +53,9 @@ func New(cfg Config) (*Scheduler, error) {
 	// a hub admitting many jobs at once would reconnect for most requests.
 	tr := cleanhttp.DefaultPooledTransport()
 	tr.MaxIdleConnsPerHost = 256
+	// Uncompressed: through gzip, Nomad's event stream may hold events and
+	// heartbeats back in the compressor's buffer indefinitely.
+	tr.DisableCompression = true
 	c, err := api.NewClient(&api.Config{Address: cfg.Address, SecretID: cfg.Token, HttpClient: &http.Client{Transport: tr}})
 	if err != nil {
 		return nil, fmt.Errorf("nomad: %w", err)

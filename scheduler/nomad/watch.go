@@ -59,8 +59,27 @@ type fnError struct{ err error }
 
 func (e fnError) Error() string { return e.err.Error() }
 
+// StallTimeout is how long a watch waits for anything, an event or one
+// of Nomad's heartbeats (every 10s), before it takes the stream for dead
+// and reconnects: a stream opened while the agent is still starting can
+// stay silent for ever.
+var StallTimeout = 25 * time.Second
+
 func (s *Scheduler) consume(ch <-chan *api.Events, last *uint64, fn func(AllocationEvent) error) error {
-	for evs := range ch {
+	stall := time.NewTimer(StallTimeout)
+	defer stall.Stop()
+	for {
+		var evs *api.Events
+		var ok bool
+		select {
+		case evs, ok = <-ch:
+		case <-stall.C:
+			return fmt.Errorf("nomad: event stream silent for %s (no heartbeat)", StallTimeout)
+		}
+		if !ok {
+			break
+		}
+		stall.Reset(StallTimeout)
 		if evs.Err != nil {
 			return evs.Err
 		}
