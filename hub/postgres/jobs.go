@@ -338,9 +338,37 @@ func (s *Store) FailSettlement(ctx context.Context, id int64, msg string) error 
 // SettlementsBetween lists the settlements applied in [from, to), oldest
 // first, with their jobs.
 func (s *Store) SettlementsBetween(ctx context.Context, from, to time.Time) ([]jobs.JobSettlement, error) {
+	return s.querySettlements(ctx, `WHERE s.state = 'applied' AND s.created_at >= $1 AND s.created_at < $2 ORDER BY s.id`, from, to)
+}
+
+// Settlements lists an admission's settlements, oldest first.
+func (s *Store) Settlements(ctx context.Context, admission string) ([]jobs.Settlement, error) {
+	sts, err := s.querySettlements(ctx, `WHERE s.admission = $1 ORDER BY s.id`, admission)
+	out := make([]jobs.Settlement, len(sts))
+	for i, st := range sts {
+		out[i] = st.Settlement
+	}
+	return out, err
+}
+
+// PlannedSettlements lists every settlement planned and not yet applied or
+// failed, by admission, oldest first.
+func (s *Store) PlannedSettlements(ctx context.Context) (map[string][]jobs.Settlement, error) {
+	sts, err := s.querySettlements(ctx, `WHERE s.state = 'planned' ORDER BY s.id`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]jobs.Settlement{}
+	for _, st := range sts {
+		out[st.Admission] = append(out[st.Admission], st.Settlement)
+	}
+	return out, nil
+}
+
+// querySettlements reads settlements (alias s) with their jobs (alias a).
+func (s *Store) querySettlements(ctx context.Context, where string, args ...any) ([]jobs.JobSettlement, error) {
 	rows, err := s.pool.Query(ctx, `SELECT s.id, s.admission, s.kind, s.state, s.plan, s.error, s.created_at, a.renter, a.job_id
-		FROM job_settlements s JOIN job_admissions a ON a.key = s.admission
-		WHERE s.state = 'applied' AND s.created_at >= $1 AND s.created_at < $2 ORDER BY s.id`, from, to)
+		FROM job_settlements s JOIN job_admissions a ON a.key = s.admission `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: settlements: %w", err)
 	}
@@ -351,51 +379,6 @@ func (s *Store) SettlementsBetween(ctx context.Context, from, to time.Time) ([]j
 		var kind string
 		var plan []byte
 		if err := rows.Scan(&st.ID, &st.Admission, &kind, &st.State, &plan, &st.Error, &st.CreatedAt, &st.Renter, &st.JobID); err != nil {
-			return nil, fmt.Errorf("postgres: settlements: %w", err)
-		}
-		st.Kind = jobs.SettlementKind(kind)
-		if err := json.Unmarshal(plan, &st.Plan); err != nil {
-			return nil, fmt.Errorf("postgres: settlement %d: %w", st.ID, err)
-		}
-		out = append(out, st)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: settlements: %w", err)
-	}
-	return out, nil
-}
-
-// Settlements lists an admission's settlements, oldest first.
-func (s *Store) Settlements(ctx context.Context, admission string) ([]jobs.Settlement, error) {
-	return s.querySettlements(ctx, `WHERE admission = $1 ORDER BY id`, admission)
-}
-
-// PlannedSettlements lists every settlement planned and not yet applied or
-// failed, by admission, oldest first.
-func (s *Store) PlannedSettlements(ctx context.Context) (map[string][]jobs.Settlement, error) {
-	sts, err := s.querySettlements(ctx, `WHERE state = 'planned' ORDER BY id`)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string][]jobs.Settlement{}
-	for _, st := range sts {
-		out[st.Admission] = append(out[st.Admission], st)
-	}
-	return out, nil
-}
-
-func (s *Store) querySettlements(ctx context.Context, where string, args ...any) ([]jobs.Settlement, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, admission, kind, state, plan, error, created_at FROM job_settlements `+where, args...)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: settlements: %w", err)
-	}
-	defer rows.Close()
-	var out []jobs.Settlement
-	for rows.Next() {
-		var st jobs.Settlement
-		var kind string
-		var plan []byte
-		if err := rows.Scan(&st.ID, &st.Admission, &kind, &st.State, &plan, &st.Error, &st.CreatedAt); err != nil {
 			return nil, fmt.Errorf("postgres: settlements: %w", err)
 		}
 		st.Kind = jobs.SettlementKind(kind)
