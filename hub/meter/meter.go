@@ -115,20 +115,11 @@ func runTime(t Task, now time.Time) time.Duration {
 
 // Due is what to charge now for an allocation already charged charged:
 // the cumulative total less what was charged, never negative (a lost
-// allocation's earlier charges are not clawed back by the meter; see
-// Refund).
+// allocation's earlier charges, and a charge past a task's end, are
+// returned by the settlement loop: hub/jobs refundIfDue).
 func Due(u Usage, charged ledger.Amount) ledger.Amount {
 	if u.Total <= charged {
 		return 0
 	}
 	return u.Total - charged
-}
-
-// Refund is what to return to the renter for an allocation that turned out
-// lost after charged was already settled for it.
-func Refund(u Usage, charged ledger.Amount) ledger.Amount {
-	if u.Lost {
-		return charged
-	}
-	return 0
 }

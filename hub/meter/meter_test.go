@@ -75,15 +75,12 @@ func TestCumulativeChargesSumToTheWhole(t *testing.T) {
 	}
 }
 
-func TestLostAfterChargesIsRefunded(t *testing.T) {
+func TestLostAfterChargesIsNotChargedMore(t *testing.T) {
 	web := meter.Task{Name: "web", CPUMHz: 1000, StartedAt: t0}
 	u, _ := meter.Measure(alloc(meter.Running, web), prices, t0.Add(30*time.Second))
 	charged := meter.Due(u, 0)
 	lost, _ := meter.Measure(alloc(meter.Lost, web), prices, t0.Add(40*time.Second))
-	if meter.Due(lost, charged) != 0 || meter.Refund(lost, charged) != charged || charged == 0 {
-		t.Fatalf("lost allocation: due %d, refund %d of %d charged", meter.Due(lost, charged), meter.Refund(lost, charged), charged)
-	}
-	if meter.Refund(u, charged) != 0 {
-		t.Fatal("a running allocation was refunded")
+	if charged == 0 || !lost.Lost || lost.Total != 0 || meter.Due(lost, charged) != 0 {
+		t.Fatalf("lost allocation: measured %+v, due %d after %d charged", lost, meter.Due(lost, charged), charged)
 	}
 }
