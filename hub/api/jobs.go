@@ -136,6 +136,16 @@ func nomadReply(err error) (int, string) {
 }
 
 // jobIDParam validates the :id of a job route.
+// renterJob is the calling renter and the job its path names.
+func renterJob(c echo.Context) (auth.Principal, string, error) {
+	p, err := renterOnly(c)
+	if err != nil {
+		return p, "", err
+	}
+	id, err := jobIDParam(c)
+	return p, id, err
+}
+
 func jobIDParam(c echo.Context) (string, error) {
 	id := c.Param("id")
 	if c.Request().URL.RawPath != "" {
@@ -257,11 +267,7 @@ func (s *Server) listJobs(c echo.Context) error {
 }
 
 func (s *Server) jobStatus(c echo.Context) error {
-	p, err := renterOnly(c)
-	if err != nil {
-		return err
-	}
-	id, err := jobIDParam(c)
+	p, id, err := renterJob(c)
 	if err != nil {
 		return err
 	}
@@ -273,11 +279,7 @@ func (s *Server) jobStatus(c echo.Context) error {
 }
 
 func (s *Server) stopJob(c echo.Context) error {
-	p, err := renterOnly(c)
-	if err != nil {
-		return err
-	}
-	id, err := jobIDParam(c)
+	p, id, err := renterJob(c)
 	if err != nil {
 		return err
 	}
@@ -290,11 +292,7 @@ func (s *Server) stopJob(c echo.Context) error {
 }
 
 func (s *Server) jobLogs(c echo.Context) error {
-	p, err := renterOnly(c)
-	if err != nil {
-		return err
-	}
-	id, err := jobIDParam(c)
+	p, id, err := renterJob(c)
 	if err != nil {
 		return err
 	}

@@ -273,25 +273,7 @@ func TestJobsAPI(t *testing.T) {
 	})
 
 	t.Run("UnplacedSaysWhy", func(t *testing.T) {
-		win := `job "win" {
-  type = "batch"
-  constraint {
-    attribute = "${attr.kernel.name}"
-    value     = "windows"
-  }
-  group "win" {
-    task "dir" {
-      driver = "exec"
-      config {
-        command = "/bin/true"
-      }
-      resources {
-        cpu    = 100
-        memory = 32
-      }
-    }
-  }
-}`
+		win := hubtest.WindowsJob
 		call(t, h.api, "POST", "/api/jobs", bob, api.JobRequest{HCL: win}).want(t, http.StatusCreated, nil)
 		var st jobs.Status
 		poll(t, 30*time.Second, func() string {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -52,22 +51,11 @@ func HTTP(ctx context.Context, cl *pgcluster.Cluster, cfg HTTPConfig, out io.Wri
 	if cfg.Accounts <= 1 {
 		cfg.Accounts = 1000
 	}
-	if err := cl.CreateDatabase(ctx, "bench_http", ""); err != nil {
-		return nil, err
-	}
-	hc := hub.DefaultConfig()
-	hc.Name, hc.Listen, hc.DatabaseURL = "bench.spiceroute.local", "127.0.0.1:0", cl.URL("bench_http")
-	hc.KeyFile = filepath.Join(cfg.TempDir, "bench-hub.key")
-	hc.Logger = quietLogger()
-	hc.API.RatePerToken, hc.API.Burst = float64(10*cfg.Rate), 10*cfg.Rate
-	s, err := hub.Open(ctx, hc)
+	s, stop, err := startHub(ctx, cl, "bench_http", cfg.TempDir, func(*hub.Config) {})
 	if err != nil {
 		return nil, err
 	}
-	defer s.Close()
-	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	go s.Run(runCtx)
 	token, err := s.Store.CreateToken(ctx, auth.Principal{Name: "bench", Role: auth.RoleOperator}, "bench")
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,9 @@ type JobsConfig struct {
 	Clients  int           // concurrent submitters in the throughput runs (default 8)
 	Duration time.Duration // per throughput run; each side runs twice, interleaved (default 5s)
 	TempDir  string
+	// PolicyFile is the admission policy whose renter caps the benchmark
+	// lifts (default hub.DefaultPolicyFile).
+	PolicyFile string
 }
 
 // JobsResult is what the jobs benchmark measured.
@@ -41,24 +45,19 @@ type JobsResult struct {
 	ThroughputRatio   float64       // HubRate / DirectRate (target >= 0.80)
 }
 
-// benchPolicy lifts the per-renter caps so that thousands of benchmark
-// jobs can be open at once; everything else is the shipped policy's.
-const benchPolicy = `allowed_drivers = ["exec", "docker"]
-allowed_job_types = ["batch", "service"]
-default_runtime = "1h"
-max_runtime = "72h"
-job {
-  max_instances = 20
-  max_cpu_mhz   = 16000
-  max_memory_mb = 32768
-  max_disk_mb   = 102400
+// benchPolicy is the shipped admission policy with its per-renter caps
+// lifted, so that thousands of benchmark jobs can be open at once.
+func benchPolicy(shipped string) (string, error) {
+	b, err := os.ReadFile(shipped)
+	if err != nil {
+		return "", fmt.Errorf("bench: admission policy: %w", err)
+	}
+	renterBlock := regexp.MustCompile(`(?m)^renter \{[^}]*\}`)
+	if !renterBlock.Match(b) {
+		return "", fmt.Errorf("bench: %s has no renter { ... } block to lift", shipped)
+	}
+	return renterBlock.ReplaceAllString(string(b), "renter {\n  max_jobs      = 1000000\n  max_cpu_mhz   = 1000000000\n  max_memory_mb = 1000000000\n}"), nil
 }
-renter {
-  max_jobs      = 1000000
-  max_cpu_mhz   = 1000000000
-  max_memory_mb = 1000000000
-}
-`
 
 // Jobs measures, in one run against one Nomad dev agent, what the hub adds
 // to running a job, compared with submitting the same job straight to
@@ -94,28 +93,25 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 	}
 	defer agent.Stop()
 
-	if err := cl.CreateDatabase(ctx, "bench_jobs", ""); err != nil {
-		return nil, err
+	if cfg.PolicyFile == "" {
+		cfg.PolicyFile = hub.DefaultPolicyFile
 	}
-	policy := filepath.Join(cfg.TempDir, "bench-policy.hcl")
-	if err := os.WriteFile(policy, []byte(benchPolicy), 0o644); err != nil {
-		return nil, err
-	}
-	hc := hub.DefaultConfig()
-	hc.Name, hc.Listen, hc.DatabaseURL = "bench-jobs.spiceroute.local", "127.0.0.1:0", cl.URL("bench_jobs")
-	hc.KeyFile = filepath.Join(cfg.TempDir, "bench-jobs-hub.key")
-	hc.Logger = quietLogger()
-	hc.API.RatePerToken, hc.API.Burst = 1e6, 1e6
-	hc.Nomad = nomad.Config{Address: agent.Addr, Token: agent.ManagementToken}
-	hc.PolicyFile = policy
-	s, err := hub.Open(ctx, hc)
+	lifted, err := benchPolicy(cfg.PolicyFile)
 	if err != nil {
 		return nil, err
 	}
-	defer s.Close()
-	runCtx, stop := context.WithCancel(ctx)
+	policy := filepath.Join(cfg.TempDir, "bench-policy.hcl")
+	if err := os.WriteFile(policy, []byte(lifted), 0o644); err != nil {
+		return nil, err
+	}
+	s, stop, err := startHub(ctx, cl, "bench_jobs", cfg.TempDir, func(hc *hub.Config) {
+		hc.Nomad = nomad.Config{Address: agent.Addr, Token: agent.ManagementToken}
+		hc.PolicyFile = policy
+	})
+	if err != nil {
+		return nil, err
+	}
 	defer stop()
-	go s.Run(runCtx)
 
 	renter := ledger.NewID()
 	if err := benchAccounts(ctx, s, renter, contrib); err != nil {

@@ -168,28 +168,6 @@ const sleepJob = `job "long" {
 }
 `
 
-// windowsJob can run only on Windows; the test node is Linux.
-const windowsJob = `job "win" {
-  type = "batch"
-  constraint {
-    attribute = "${attr.kernel.name}"
-    value     = "windows"
-  }
-  group "win" {
-    task "dir" {
-      driver = "exec"
-      config {
-        command = "/bin/true"
-      }
-      resources {
-        cpu    = 100
-        memory = 32
-      }
-    }
-  }
-}
-`
-
 // TestJobCommands runs renters' jobs end to end with the spice CLI against
 // a real hub, a real Nomad agent and PostgreSQL.
 func TestJobCommands(t *testing.T) {
@@ -316,7 +294,7 @@ func TestJobCommands(t *testing.T) {
 
 	t.Run("NotPlacedSaysWhy", func(t *testing.T) {
 		path := filepath.Join(dir, "win.nomad.hcl")
-		writeFile(t, dir, "win.nomad.hcl", windowsJob)
+		writeFile(t, dir, "win.nomad.hcl", hubtest.WindowsJob)
 		before := h.account(t, aliceAcct)
 		start := time.Now()
 		r := spice(t, alice, "job", "run", "-wait", "3s", path)

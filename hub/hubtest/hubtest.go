@@ -126,3 +126,26 @@ func repoRoot(t *testing.T) string {
 		dir = parent
 	}
 }
+
+// WindowsJob can run only on Windows; the test node is Linux: Nomad cannot
+// place it, and says which constraint filtered the node.
+const WindowsJob = `job "win" {
+  type = "batch"
+  constraint {
+    attribute = "${attr.kernel.name}"
+    value     = "windows"
+  }
+  group "win" {
+    task "dir" {
+      driver = "exec"
+      config {
+        command = "/bin/true"
+      }
+      resources {
+        cpu    = 100
+        memory = 32
+      }
+    }
+  }
+}
+`
