@@ -16,10 +16,11 @@ dev: deps build tools
 ## test: everything CI runs: vet, unit and integration tests (real PostgreSQL, a real Nomad agent), fuzzing, the bank test.
 test: deps tools vet unit fuzz
 
-## bench: ledger throughput vs pgbench, HTTP latency, and jobs through the hub vs Nomad directly.
+## bench: ledger throughput vs pgbench, HTTP latency, jobs through the hub vs Nomad directly, and the contributor agent's RSS and CPU.
 bench: deps build tools
 	$(SPICE) bench ledger
 	SPICE_NOMAD_BIN=$(BIN)/nomad $(SPICE) bench jobs
+	$(SPICE) bench agent
 
 ## tools: the binaries the tests need: bin/spice and bin/nomad (Nomad v1.11.3 built from the module proxy, mk/nomad.mk).
 tools: build
@@ -43,9 +44,12 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzVerifyCheckpoint$$' -fuzztime=$(FUZZTIME) ./hub/translog/
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeTransfers$$' -fuzztime=$(FUZZTIME) ./hub/api/
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeEntry$$' -fuzztime=$(FUZZTIME) ./hub/ledger/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseIBAN$$' -fuzztime=$(FUZZTIME) ./hub/payout/
+	$(GO) test -run='^$$' -fuzz='^FuzzParsePeriod$$' -fuzztime=$(FUZZTIME) ./hub/payout/
 	$(GO) test -run='^$$' -fuzz='^FuzzParsePolicy$$' -fuzztime=$(FUZZTIME) ./hub/admission/
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeNomadJob$$' -fuzztime=$(FUZZTIME) ./hub/api/
 	$(GO) test -run='^$$' -fuzz='^FuzzMatch$$' -fuzztime=$(FUZZTIME) ./hub/gateway/
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./agent/windows/
 
 clean:
 	rm -rf $(BIN)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"math/big"
 	"os"
 	"os/exec"
@@ -22,7 +21,6 @@ import (
 	"github.com/spiceroute/spiceroute/hub/ledger"
 	"github.com/spiceroute/spiceroute/hub/market"
 	"github.com/spiceroute/spiceroute/hub/postgres/pgtest"
-	"github.com/spiceroute/spiceroute/scheduler/nomad"
 	"github.com/spiceroute/spiceroute/scheduler/nomadtest"
 )
 
@@ -77,8 +75,7 @@ func startJobsHub(t *testing.T) *jobsHub {
 	t.Helper()
 	ctx := context.Background()
 	contrib := ledger.NewID()
-	srv := nomadtest.NewTestServer(t, nomadtest.WithHCL(fmt.Sprintf("client {\n  node_pool = %q\n  meta {\n    %s = %q\n  }\n}\n",
-		nomad.DefaultNodePool, nomad.MetaContributorAccount, contrib)))
+	srv := nomadtest.NewTestServer(t, nomadtest.WithContributor(contrib.String()))
 	tokenFile := filepath.Join(t.TempDir(), "nomad.token")
 	if err := os.WriteFile(tokenFile, []byte(srv.ManagementToken), 0o600); err != nil {
 		t.Fatal(err)
@@ -213,6 +210,12 @@ func TestRenterRunsAJobWithTheNomadCLI(t *testing.T) {
 // milliseconds × price, rounded down to the µSP.
 func e2eCost(t *testing.T, a *nomadapi.Allocation) ledger.Amount {
 	t.Helper()
+	return e2eCostAt(t, a, e2ePrices)
+}
+
+// e2eCostAt is e2eCost at prices p.
+func e2eCostAt(t *testing.T, a *nomadapi.Allocation, p market.Prices) ledger.Amount {
+	t.Helper()
 	var total int64
 	for name, ts := range a.TaskStates {
 		ms := ts.FinishedAt.Sub(ts.StartedAt).Milliseconds()
@@ -221,8 +224,8 @@ func e2eCost(t *testing.T, a *nomadapi.Allocation) ledger.Amount {
 			n := new(big.Int).Mul(big.NewInt(int64(price)*qty), big.NewInt(ms))
 			return n.Quo(n, big.NewInt(per*3_600_000)).Int64()
 		}
-		total += cost(e2ePrices.CPU, tr.Cpu.CpuShares, 1000) + cost(e2ePrices.Memory, tr.Memory.MemoryMB, 1024) +
-			cost(e2ePrices.Disk, int64(a.AllocatedResources.Shared.DiskMB), 1024)
+		total += cost(p.CPU, tr.Cpu.CpuShares, 1000) + cost(p.Memory, tr.Memory.MemoryMB, 1024) +
+			cost(p.Disk, int64(a.AllocatedResources.Shared.DiskMB), 1024)
 	}
 	if total < 1000 {
 		t.Fatalf("the job cost only %d µSP: too little to tell a wrong charge", total)

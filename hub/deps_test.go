@@ -21,6 +21,16 @@ func TestDependencyBoundaries(t *testing.T) {
 		"github.com/spiceroute/spiceroute/hub/settle":    {"github.com/hashicorp/nomad", "github.com/jackc/", "github.com/labstack/"},
 		"github.com/spiceroute/spiceroute/hub/invoice":   {"github.com/hashicorp/nomad", "github.com/jackc/", "github.com/labstack/"},
 		"github.com/spiceroute/spiceroute/hub/meter":     {"github.com/hashicorp/nomad", "github.com/jackc/", "github.com/labstack/"},
+		"github.com/spiceroute/spiceroute/hub/payout":    {"github.com/hashicorp/nomad", "github.com/jackc/", "github.com/labstack/"},
+		// The contributor agent runs on contributors' machines: nothing of the
+		// hub, its database or its web framework; gopsutil only in hostmetrics.
+		"github.com/spiceroute/spiceroute/agent":             {"github.com/spiceroute/spiceroute/hub", "github.com/jackc/", "github.com/labstack/"},
+		"github.com/spiceroute/spiceroute/agent/agentapi":    {"github.com/spiceroute/spiceroute/hub", "github.com/jackc/", "github.com/labstack/", "github.com/shirou/"},
+		"github.com/spiceroute/spiceroute/agent/hostmetrics": {"github.com/spiceroute/spiceroute/hub", "github.com/jackc/", "github.com/labstack/"},
+		"github.com/spiceroute/spiceroute/agent/benchmark":   {"github.com/spiceroute/spiceroute/hub", "github.com/jackc/", "github.com/labstack/", "github.com/shirou/"},
+		"github.com/spiceroute/spiceroute/agent/energy":      {"github.com/spiceroute/spiceroute/hub", "github.com/jackc/", "github.com/labstack/", "github.com/shirou/"},
+		"github.com/spiceroute/spiceroute/agent/windows":     {"github.com/spiceroute/spiceroute/hub", "github.com/jackc/", "github.com/labstack/", "github.com/shirou/"},
+		"github.com/spiceroute/spiceroute/agent/nomadclient": {"github.com/spiceroute/spiceroute/hub", "github.com/jackc/", "github.com/labstack/", "github.com/shirou/"},
 	}
 	for pkg, bad := range forbidden {
 		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()

@@ -18,9 +18,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiceroute/spiceroute/hub/admission"
 	"github.com/spiceroute/spiceroute/hub/api"
+	"github.com/spiceroute/spiceroute/hub/contrib"
 	"github.com/spiceroute/spiceroute/hub/gateway"
 	"github.com/spiceroute/spiceroute/hub/jobs"
 	"github.com/spiceroute/spiceroute/hub/ledger"
+	"github.com/spiceroute/spiceroute/hub/market"
+	"github.com/spiceroute/spiceroute/hub/payout"
 	"github.com/spiceroute/spiceroute/hub/postgres"
 	"github.com/spiceroute/spiceroute/hub/settle"
 	"github.com/spiceroute/spiceroute/hub/translog"
@@ -56,6 +59,19 @@ type Config struct {
 	// SettleInterval is how often running jobs are settled (default 1m);
 	// SettleLag how far behind the clock they are charged (default 5s).
 	SettleInterval, SettleLag time.Duration
+	// Pricing moves unit prices with supply and demand (hub/market's
+	// utilization controller), with Nomad only. Interval 0 never moves
+	// them by itself (Server.Pricing.Tick still does).
+	Pricing market.ControllerConfig
+	// Contrib configures contributors' machines: the Nomad servers agents
+	// join, regions, heartbeats, reputation (with Nomad only).
+	Contrib contrib.Config
+	// ReputationInterval is how often reputations are applied to nodes
+	// (default 1m).
+	ReputationInterval time.Duration
+	// Payout configures contributors' payouts (rate, the hub's bank
+	// account, the batch directory, the schedule); the zero value is off.
+	Payout payout.Config
 
 	Logger *slog.Logger
 }
@@ -75,6 +91,7 @@ func DefaultConfig() Config {
 		API:                api.DefaultConfig(),
 		PolicyFile:         DefaultPolicyFile,
 		CommissionBP:       1000,
+		Pricing:            market.DefaultControllerConfig(),
 	}
 }
 
@@ -102,6 +119,7 @@ var systemAccounts = []struct {
 	{ledger.KindHubCommission, 0},
 	{ledger.KindHubRevenue, 0},
 	{ledger.KindEscrow, 0},
+	{ledger.KindPayout, 0},
 }
 
 // Server is a running hub.
@@ -114,7 +132,14 @@ type Server struct {
 	publisher *translog.Publisher
 	VKey      string // the log's verifier key, for auditors
 	// Jobs admits, meters and settles renters' jobs; nil without Nomad.
-	Jobs     *jobs.Service
+	Jobs *jobs.Service
+	// Pricing moves prices with supply and demand; nil without Nomad.
+	Pricing *market.Controller
+	// Machines registers and follows contributors' machines; nil without
+	// Nomad.
+	Machines *contrib.Service
+	// Payouts pays contributors; nil unless Config.Payout is set.
+	Payouts  *payout.Service
 	http     *http.Server
 	listener net.Listener
 
@@ -166,7 +191,20 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 		if s.Jobs, err = s.openJobs(ctx); err != nil {
 			return nil, err
 		}
-		deps.Jobs = s.Jobs
+		deps.Jobs, deps.Quotes = s.Jobs, s.Jobs
+		s.Machines = s.openMachines(s.Jobs.Sched)
+		deps.Machines = s.Machines
+		if s.Pricing, err = market.NewController(cfg.Pricing, s.Jobs.Sched, s.Store, cfg.Logger); err != nil {
+			return nil, fmt.Errorf("hub: %w", err)
+		}
+	}
+	if cfg.Payout.Enabled() {
+		s.Payouts, err = payout.New(cfg.Payout, payout.Deps{Hub: cfg.Name, Ledger: s.Ledger, Store: s.Store,
+			Account: SystemAccountID(cfg.Name, ledger.KindPayout), Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("hub: %w", err)
+		}
+		deps.Payouts = s.Payouts
 	}
 	apiCfg := cfg.API
 	apiCfg.HubInfo = s.info(signer)
@@ -267,6 +305,25 @@ func (s *Server) Run(ctx context.Context) error {
 		settleDone = make(chan error, 1)
 		go func() { settleDone <- s.Jobs.RunSettlement(ctx) }()
 	}
+	var pricingDone chan error
+	if s.Pricing != nil {
+		pricingDone = make(chan error, 1)
+		go func() { pricingDone <- s.Pricing.Run(ctx) }()
+	}
+	var payoutDone chan error
+	if s.Payouts != nil && s.cfg.Payout.Schedule {
+		payoutDone = make(chan error, 1)
+		go func() { payoutDone <- s.Payouts.RunSchedule(ctx) }()
+	}
+	var repDone chan error
+	if s.Machines != nil {
+		every := s.cfg.ReputationInterval
+		if every <= 0 {
+			every = time.Minute
+		}
+		repDone = make(chan error, 1)
+		go func() { repDone <- s.Machines.RunEnforcement(ctx, every) }()
+	}
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- s.http.Serve(s.listener) }()
 	s.log.Info("hub serving", "name", s.cfg.Name, "url", s.URL(), "log_key", s.VKey)
@@ -291,6 +348,15 @@ func (s *Server) Run(ctx context.Context) error {
 	<-pubDone
 	if settleDone != nil {
 		<-settleDone
+	}
+	if pricingDone != nil {
+		<-pricingDone
+	}
+	if payoutDone != nil {
+		<-payoutDone
+	}
+	if repDone != nil {
+		<-repDone
 	}
 	return err
 }

@@ -25,6 +25,25 @@
 //	GET    /api/log/consistency?old=N&new=M  consistency proof (no auth; new defaults to the latest checkpoint)
 //	POST   /api/tokens                       create a token (operators only); the secret is shown once
 //	DELETE /api/tokens                       revoke the presented token, or {"secret": "..."}
+//	GET    /api/prices                       the unit prices in force (no auth; ?region=, ?history=N)
+//	GET    /api/prices/history               price changes with what moved them (no auth; ?region=, ?limit=)
+//	PUT    /api/prices                       set a region's base prices (operators only)
+//	POST   /api/jobs/quote                   quote a job without running it (renters; see registerQuotes)
+//	POST   /api/enrolments                   a single-use enrolment token for a contributor (operators only)
+//	POST   /api/agent/join                   a machine joins (agentapi.JoinRequest; the enrolment token is the credential)
+//	POST   /api/agent/heartbeat              an agent's report (agentapi.Heartbeat; the machine's agent token)
+//	GET    /api/machines                     the caller's machines with their reputation (operators: all, or ?owner=)
+//	GET    /api/machines/:id                 one machine
+//	GET    /api/payouts/profile              the caller's payout profile (operators: ?owner=)
+//	PUT    /api/payouts/profile              set the caller's payout profile (contributors): legal name, IBAN, BIC, threshold
+//	GET    /api/payouts                      the caller's payouts, newest first (operators: ?owner=; ?limit=)
+//	POST   /api/payouts/runs                 pay a period's payouts: {"period": "2026-11"} (operators only; once per period)
+//	GET    /api/payouts/runs                 payout runs, newest first (operators only)
+//	GET    /api/payouts/runs/:period         one run with its payouts (operators only)
+//	GET    /api/payouts/runs/:period/batch.csv|.xml  the run's batch: CSV or ISO 20022 pain.001 (operators only)
+//	GET    /api/payouts/withholds            active withholds (?all=true: all; operators only)
+//	POST   /api/payouts/withholds            withhold a contributor's payouts: {"owner", "period"?, "reason"} (operators only)
+//	POST   /api/payouts/withholds/:id/release  release a withhold (operators only)
 //	GET    /log/*                            the transparency log (c2sp.org/tlog-tiles; no auth)
 //	GET    /metrics                          Prometheus metrics
 //	GET    /healthz                          200 "ok"
@@ -108,6 +127,13 @@ type Deps struct {
 	Invoices InvoiceStore
 	// Jobs serves /api/jobs when set (a hub with a Nomad cluster).
 	Jobs JobService
+	// Payouts serves /api/payouts when set (payouts configured).
+	Payouts PayoutService
+	// Quotes serves POST /api/jobs/quote when set (a hub with a Nomad cluster).
+	Quotes JobQuoter
+	// Machines serves enrolments, the agent protocol (/api/agent/) and
+	// /api/machines when set (a hub with a Nomad cluster).
+	Machines MachineService
 }
 
 // Config configures the API. Start from DefaultConfig.
@@ -258,6 +284,15 @@ func New(cfg Config, deps Deps, logger *slog.Logger, reg *prometheus.Registry) *
 	}
 	if deps.Jobs != nil {
 		s.registerJobs(g, small)
+	}
+	if deps.Payouts != nil {
+		s.registerPayouts(g, small)
+	}
+	if deps.Quotes != nil {
+		s.registerQuotes(g, small)
+	}
+	if deps.Machines != nil {
+		s.registerMachines(g, small)
 	}
 	return s
 }

@@ -525,7 +525,7 @@ func accountOf(obj object, path string) (ledger.Account, error) {
 			var s string
 			if s, err = stringField(f); err == nil {
 				if a.Kind, err = ledger.ParseAccountKind(s); err != nil {
-					err = badf("%s: unknown kind %q (want renter, contributor, hub_revenue, hub_commission, escrow, peer_hub or issuance)", f.path, s)
+					err = badf("%s: unknown kind %q (want renter, contributor, hub_revenue, hub_commission, escrow, peer_hub, issuance or payout)", f.path, s)
 				}
 			}
 		case "flags":

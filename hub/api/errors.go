@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/spiceroute/spiceroute/hub/admission"
 	"github.com/spiceroute/spiceroute/hub/coded"
+	"github.com/spiceroute/spiceroute/hub/contrib"
 	"github.com/spiceroute/spiceroute/hub/jobs"
 	"github.com/spiceroute/spiceroute/hub/ledger"
 	"github.com/spiceroute/spiceroute/hub/market"
@@ -41,6 +42,8 @@ var statuses = map[coded.Code]int{
 	CodeUnauthenticated:  http.StatusUnauthorized,
 	ledger.CodeForbidden: http.StatusForbidden,
 	jobs.CodeNoAccount:   http.StatusForbidden, // a renter with no account to pay from
+	// An enrolment token that is unknown, used or expired.
+	contrib.CodeEnrolmentInvalid: http.StatusForbidden,
 
 	CodeNotFound:               http.StatusNotFound,
 	ledger.CodeAccountNotFound: http.StatusNotFound,

@@ -181,36 +181,46 @@ func validName(what, v string, max int) error {
 	return nil
 }
 
-func (s *Server) submitJob(c echo.Context) error {
+// jobRequest reads a renter's JobRequest: the renter and either an HCL2
+// jobspec or Nomad's JSON job decoded (j is nil for HCL).
+func jobRequest(c echo.Context) (renter, hcl string, j *nomadapi.Job, err error) {
 	p, err := renterOnly(c)
 	if err != nil {
-		return err
+		return "", "", nil, err
 	}
 	var req JobRequest
 	if err := decodeJSON(c.Request().Body, &req, false); err != nil {
-		return err
+		return "", "", nil, err
 	}
 	hasJob := len(req.Job) > 0 && !bytes.Equal(bytes.TrimSpace(req.Job), []byte("null"))
-	ctx := c.Request().Context()
-	var adm *jobs.Admission
 	switch {
 	case req.HCL != "" && hasJob:
-		return badf(`send either "hcl" (an HCL2 jobspec) or "job" (Nomad's JSON job), not both`)
+		return "", "", nil, badf(`send either "hcl" (an HCL2 jobspec) or "job" (Nomad's JSON job), not both`)
 	case req.HCL != "":
-		adm, err = s.deps.Jobs.SubmitHCL(ctx, p.Name, req.HCL)
+		return p.Name, req.HCL, nil, nil
 	case hasJob:
-		var j *nomadapi.Job
-		if j, err = decodeNomadJob(req.Job); err != nil {
-			return err
-		}
-		adm, err = s.deps.Jobs.Admit(ctx, p.Name, j)
-	default:
-		return badf(`a job is required: send {"hcl": "<HCL2 jobspec>"} or {"job": <Nomad's JSON job>}`)
+		j, err := decodeNomadJob(req.Job)
+		return p.Name, "", j, err
+	}
+	return "", "", nil, badf(`a job is required: send {"hcl": "<HCL2 jobspec>"} or {"job": <Nomad's JSON job>}`)
+}
+
+func (s *Server) submitJob(c echo.Context) error {
+	renter, hcl, j, err := jobRequest(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	var adm *jobs.Admission
+	if j == nil {
+		adm, err = s.deps.Jobs.SubmitHCL(ctx, renter, hcl)
+	} else {
+		adm, err = s.deps.Jobs.Admit(ctx, renter, j)
 	}
 	if err != nil {
 		return jobError(err, "admitting the job")
 	}
-	loggerOf(c, s.log).Info("api: job admitted", "renter", p.Name, "job", adm.JobID, "admission", adm.Key, "quote", adm.Quote.Max, "hold", adm.Hold)
+	loggerOf(c, s.log).Info("api: job admitted", "renter", renter, "job", adm.JobID, "admission", adm.Key, "quote", adm.Quote.Max, "hold", adm.Hold)
 	return c.JSON(http.StatusCreated, adm)
 }
 

@@ -172,6 +172,9 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 				return err
 			}
 		}
+		if p.Role == auth.RoleMachine && !strings.HasPrefix(c.Path(), "/api/agent/") {
+			return coded.New(ledger.CodeForbidden, "an agent token reaches only /api/agent/")
+		}
 		c.Set(keyPrincipal, p)
 		c.SetRequest(c.Request().WithContext(auth.WithPrincipal(c.Request().Context(), p)))
 		return next(c)

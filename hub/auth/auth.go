@@ -20,6 +20,10 @@ const (
 	RoleOperator    Role = "operator"    // runs the hub: issues Spice, creates tokens, sees everything
 	RoleRenter      Role = "renter"      // spends Spice on jobs
 	RoleContributor Role = "contributor" // earns Spice for capacity
+	// RoleMachine is a contributor's machine, as its agent authenticates:
+	// it owns no account and reaches only the agent protocol (/api/agent/).
+	// Its tokens are issued at join, never through ParseRole's callers.
+	RoleMachine Role = "machine"
 )
 
 // ParseRole parses a role name.

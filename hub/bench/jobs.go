@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/spiceroute/spiceroute/agent/agentapi"
 	"io"
 	"net/http"
 	"os"
@@ -86,7 +87,7 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 	contrib := ledger.NewID()
 	ac := nomadagent.DefaultConfig()
 	ac.Binary, ac.NodePool, ac.Logger = cfg.NomadBin, nomad.DefaultNodePool, quietLogger()
-	ac.Meta = map[string]string{nomad.MetaContributorAccount: contrib.String()}
+	ac.Meta = agentapi.NodeMeta(contrib.String(), "", "", 0, "")
 	agent, err := nomadagent.Start(ctx, ac)
 	if err != nil {
 		return nil, err

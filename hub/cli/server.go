@@ -18,7 +18,9 @@ import (
 	"github.com/spiceroute/spiceroute/hub/audit"
 	"github.com/spiceroute/spiceroute/hub/auth"
 	"github.com/spiceroute/spiceroute/hub/bench"
+	"github.com/spiceroute/spiceroute/hub/contrib"
 	"github.com/spiceroute/spiceroute/hub/devstack"
+	"github.com/spiceroute/spiceroute/hub/payout"
 	"github.com/spiceroute/spiceroute/hub/postgres"
 	"github.com/spiceroute/spiceroute/hub/postgres/pgcluster"
 )
@@ -31,6 +33,7 @@ func init() {
 	Register("ledger verify", "Audit a hub's ledger from its public transparency log", runLedgerVerify)
 	Register("bench ledger", "Measure ledger throughput against pgbench, and API latency", runBenchLedger)
 	Register("bench jobs", "Measure what the hub adds to running jobs, against Nomad directly", runBenchJobs)
+	Register("bench agent", "Measure the contributor agent's own memory and CPU footprint", runBenchAgent)
 }
 
 // flagSet returns a flag set that prints errors and usage to env.Stderr.
@@ -83,9 +86,33 @@ the signing key is created if the key file does not exist.`)
 	fs.StringVar(&cfg.PolicyFile, "policy", cfg.PolicyFile, "the admission policy file")
 	fs.IntVar(&cfg.CommissionBP, "commission", cfg.CommissionBP, "the hub's commission in basis points of what renters pay (-1: none)")
 	fs.DurationVar(&cfg.SettleInterval, "settle-interval", time.Minute, "how often running jobs are settled")
+	fs.DurationVar(&cfg.Pricing.Interval, "price-interval", cfg.Pricing.Interval, "how often prices move with supply and demand (0: never; prices stay as operators set them)")
+	fs.Int64Var(&cfg.Pricing.TargetBP, "price-target-bp", cfg.Pricing.TargetBP, "target utilization in basis points: prices rise above it and fall below it")
+	fs.Int64Var(&cfg.Pricing.GainBP, "price-gain-bp", cfg.Pricing.GainBP, "relative price change per unit of utilization off the target, basis points")
+	fs.Int64Var(&cfg.Pricing.MaxStepBP, "price-max-step-bp", cfg.Pricing.MaxStepBP, "largest price change per interval, basis points")
+	fs.Int64Var(&cfg.Pricing.FloorBP, "price-floor-bp", cfg.Pricing.FloorBP, "lowest price, basis points of the base price operators set (at least the contributors' cheapest CPU floor)")
+	fs.Int64Var(&cfg.Pricing.CeilingBP, "price-ceiling-bp", cfg.Pricing.CeilingBP, "highest price, basis points of the base price operators set")
+	fs.StringVar(&cfg.Payout.Dir, "payout-dir", "", "where payout batch files (CSV, ISO 20022 pain.001) are written; setting any -payout- flag turns payouts on")
+	fs.Int64Var(&cfg.Payout.RateCents, "payout-rate-cents", 0, "the redemption rate: euro cents paid per SP")
+	payoutIBAN := fs.String("payout-debtor-iban", "", "the IBAN of the hub's bank account that pays contributors")
+	payoutName := fs.String("payout-debtor-name", "", "the holder of the hub's bank account")
+	payoutBIC := fs.String("payout-debtor-bic", "", "the BIC of the hub's bank (optional)")
+	fs.BoolVar(&cfg.Payout.Schedule, "payout-schedule", false, "pay each month's payouts automatically once it has ended (default: operators run them)")
+	nomadServers := fs.String("nomad-servers", env.Getenv("SPICE_NOMAD_SERVERS"), "the Nomad servers' RPC addresses contributors' machines join, host:port,... (env SPICE_NOMAD_SERVERS)")
+	regions := fs.String("regions", "", "regions agents measure their round-trip time to: name=url,... (e.g. eu-west=https://hub.eu.example/healthz)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
+	}
+	var err error
+	if cfg.Contrib.Regions, err = contrib.ParseRegions(*regions); err != nil {
+		fmt.Fprintf(env.Stderr, "Error: -regions: %v\n", err)
+		return ExitUsage
+	}
+	for _, a := range strings.Split(*nomadServers, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			cfg.Contrib.NomadServers = append(cfg.Contrib.NomadServers, a)
+		}
 	}
 	if cfg.Name == "" || cfg.DatabaseURL == "" {
 		fmt.Fprintln(env.Stderr, "Error: -name and -database (or SPICE_HUB_NAME and DATABASE_URL) are required")
@@ -100,6 +127,7 @@ the signing key is created if the key file does not exist.`)
 		}
 		cfg.Nomad.Token = strings.TrimSpace(string(b))
 	}
+	cfg.Payout.Debtor = payout.Party{Name: *payoutName, IBAN: payout.IBAN(*payoutIBAN), BIC: payout.BIC(*payoutBIC)}
 	cfg.Logger = logger(env, *level)
 	s, err := hub.Open(ctx, cfg)
 	if err != nil {
@@ -330,6 +358,32 @@ quote, ledger hold included), and jobs registered per second both ways.`)
 	}
 	defer cl.Stop()
 	if _, err := bench.Jobs(ctx, cl, jc, env.Stdout); err != nil {
+		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
+		return ExitError
+	}
+	return ExitOK
+}
+
+func runBenchAgent(ctx context.Context, args []string, env Env) int {
+	var ac bench.AgentConfig
+	fs := flagSet(env, "bench agent", "", `Runs 'spice agent run' (host sampling and heartbeats, no Nomad client) as a
+child process against a hub's agent API, and prints its resident memory
+(steady and peak) and CPU use beside the targets: under 30 MiB and under 1 %
+of one core at a 10s interval.`)
+	fs.DurationVar(&ac.Interval, "interval", 10*time.Second, "the agent's sampling and heartbeat interval")
+	fs.DurationVar(&ac.Duration, "duration", time.Minute, "how long to measure, from the first heartbeat")
+	fs.BoolVar(&ac.Recheck, "recheck", true, "then ask for a benchmark re-check and show the memory it takes")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	tmp, err := os.MkdirTemp("", "spice-bench-")
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
+		return ExitError
+	}
+	defer os.RemoveAll(tmp)
+	ac.TempDir = tmp
+	if _, err := bench.Agent(ctx, ac, env.Stdout); err != nil {
 		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
 		return ExitError
 	}

@@ -13,6 +13,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/spiceroute/spiceroute/agent/agentapi"
 	"io"
 	"log/slog"
 	"os"
@@ -168,7 +169,7 @@ func (s *Stack) startNomad(ctx context.Context, bin string, log *slog.Logger) er
 	ac := nomadagent.DefaultConfig()
 	ac.Binary, ac.Name, ac.Logger = bin, "carol-dev", log
 	ac.NodePool = nomad.DefaultNodePool
-	ac.Meta = map[string]string{nomad.MetaContributorAccount: demoID("carol").String()}
+	ac.Meta = agentapi.NodeMeta(demoID("carol").String(), "", "eu-west", 0, "")
 	var err error
 	if s.Nomad, err = nomadagent.Start(ctx, ac); err != nil {
 		return fmt.Errorf("dev: Nomad agent (-no-nomad runs a hub without jobs): %w", err)

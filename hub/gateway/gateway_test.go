@@ -56,7 +56,7 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
 	bin := nomadBinary(t)
-	srv := nomadtest.NewTestServer(t, nomadtest.WithHCL("client {\n  node_pool = \""+nomad.DefaultNodePool+"\"\n}\n"))
+	srv := nomadtest.NewTestServer(t, nomadtest.WithContributor(ledger.NewID().String()))
 	sched, err := nomad.New(nomad.Config{Address: srv.Addr, Token: srv.ManagementToken})
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ package hubtest
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -31,15 +30,43 @@ type Hub struct {
 	Contributor ledger.ID
 }
 
+// Option changes how StartWithNomad starts Nomad or the hub.
+type Option struct {
+	// Nomad changes the agent's configuration (after it is made
+	// carol's contributor node), e.g. to add node meta.
+	Nomad nomadtest.Option
+	// Hub changes the hub's configuration before it opens.
+	Hub func(*hub.Config)
+}
+
+// WithNodeMeta adds meta to the Nomad client node, e.g. its region
+// (spiceroute_region) or price floor.
+func WithNodeMeta(meta map[string]string) Option {
+	return Option{Nomad: func(c *nomadtest.Config) {
+		if c.Meta == nil {
+			c.Meta = map[string]string{}
+		}
+		for k, v := range meta {
+			c.Meta[k] = v
+		}
+	}}
+}
+
 // StartWithNomad starts Nomad and the hub (settling every second, charging
-// running jobs up to a second behind); both stop when the test ends. Set
-// SPICE_TEST_LOG to see the hub's log.
-func StartWithNomad(t *testing.T) *Hub {
+// running jobs up to a second behind, prices moving only when the test
+// calls Pricing.Tick); both stop when the test ends. Set SPICE_TEST_LOG to
+// see the hub's log.
+func StartWithNomad(t *testing.T, opts ...Option) *Hub {
 	t.Helper()
 	ctx := context.Background()
 	contrib := ledger.NewID()
-	srv := nomadtest.NewTestServer(t, nomadtest.WithHCL(fmt.Sprintf("client {\n  node_pool = %q\n  meta {\n    %s = %q\n  }\n}\n",
-		nomad.DefaultNodePool, nomad.MetaContributorAccount, contrib)))
+	nomadOpts := []nomadtest.Option{nomadtest.WithContributor(contrib.String())}
+	for _, o := range opts {
+		if o.Nomad != nil {
+			nomadOpts = append(nomadOpts, o.Nomad)
+		}
+	}
+	srv := nomadtest.NewTestServer(t, nomadOpts...)
 	cfg := hub.DefaultConfig()
 	cfg.Name = "jobs.test.spiceroute.local"
 	cfg.Listen = "127.0.0.1:0"
@@ -53,6 +80,12 @@ func StartWithNomad(t *testing.T) *Hub {
 	cfg.Nomad = nomad.Config{Address: srv.Addr, Token: srv.ManagementToken}
 	cfg.PolicyFile = filepath.Join(repoRoot(t), hub.DefaultPolicyFile)
 	cfg.SettleInterval, cfg.SettleLag = time.Second, time.Second
+	cfg.Pricing.Interval = 0 // tests tick the market themselves
+	for _, o := range opts {
+		if o.Hub != nil {
+			o.Hub(&cfg)
+		}
+	}
 	s, err := hub.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)

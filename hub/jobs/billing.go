@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/nomad/api"
+	"github.com/spiceroute/spiceroute/agent/agentapi"
 	"github.com/spiceroute/spiceroute/hub/coded"
 	"github.com/spiceroute/spiceroute/hub/invoice"
 	"github.com/spiceroute/spiceroute/hub/ledger"
@@ -62,14 +64,14 @@ const (
 type biller struct {
 	mu      sync.Mutex // serializes Settle
 	cacheMu sync.Mutex
-	nodes   map[string]ledger.ID // node → contributor account
+	nodes   map[string]machine // by node ID
 	kick    chan struct{}
 }
 
 var billers sync.Map // *Service → *biller
 
 func (s *Service) b() *biller {
-	v, _ := billers.LoadOrStore(s, &biller{nodes: map[string]ledger.ID{}, kick: make(chan struct{}, 1)})
+	v, _ := billers.LoadOrStore(s, &biller{nodes: map[string]machine{}, kick: make(chan struct{}, 1)})
 	return v.(*biller)
 }
 
@@ -156,7 +158,10 @@ func (s *Service) observe(ctx context.Context, ev nomad.AllocationEvent) {
 		}
 	}
 	if err == nil && key != "" {
-		err = s.saveAllocation(ctx, key, a)
+		var rec *Record
+		if rec, err = s.Store.Admission(ctx, key); err == nil {
+			err = s.saveAllocation(ctx, rec, a)
+		}
 	}
 	if err == nil {
 		err = s.Store.SaveCursor(ctx, ev.Index)
@@ -173,29 +178,39 @@ func (s *Service) observe(ctx context.Context, ev nomad.AllocationEvent) {
 	}
 }
 
-func (s *Service) saveAllocation(ctx context.Context, key string, a *api.Allocation) error {
-	contributor, err := s.contributor(ctx, a.NodeID)
+func (s *Service) saveAllocation(ctx context.Context, rec *Record, a *api.Allocation) error {
+	m, err := s.machine(ctx, a.NodeID)
 	if err != nil {
 		return err
 	}
-	return s.Store.SaveAllocation(ctx, AllocRecord{ID: a.ID, Admission: key, Node: a.NodeID, Contributor: contributor,
-		Usage: nomad.MeterAllocation(a), ModifyIndex: a.ModifyIndex})
+	return s.Store.SaveAllocation(ctx, AllocRecord{ID: a.ID, Admission: rec.Key, Node: a.NodeID, Contributor: m.account,
+		Usage: nomad.MeterAllocation(a), ModifyIndex: a.ModifyIndex, CPUPrice: rec.Quote.CPUPrice(m.floor)})
 }
 
-// contributor is the account paid for work on a node.
-func (s *Service) contributor(ctx context.Context, node string) (ledger.ID, error) {
+// machine is what billing needs of a node: the account paid for work on
+// it and its CPU price floor.
+type machine struct {
+	account ledger.ID
+	floor   ledger.Amount
+}
+
+// machine reads (once) what billing needs of a node from its meta.
+func (s *Service) machine(ctx context.Context, node string) (machine, error) {
 	b := s.b()
 	b.cacheMu.Lock()
-	id, ok := b.nodes[node]
+	m, ok := b.nodes[node]
 	b.cacheMu.Unlock()
 	if ok {
-		return id, nil
+		return m, nil
 	}
 	meta, err := s.Sched.NodeMeta(ctx, node)
 	if err != nil {
-		return ledger.ID{}, err
+		return machine{}, err
 	}
-	id = s.Billing.Revenue
+	if f, err := strconv.ParseInt(meta[agentapi.MetaFloorCPU], 10, 64); err == nil && f > 0 {
+		m.floor = ledger.Amount(f)
+	}
+	id := s.Billing.Revenue
 	if v := meta[nomad.MetaContributorAccount]; v != "" {
 		if cid, err := ledger.ParseID(v); err != nil {
 			s.log().Warn("jobs: node names an invalid contributor account; its work is paid to the hub", "node", node, "account", v, "err", err)
@@ -207,10 +222,11 @@ func (s *Service) contributor(ctx context.Context, node string) (ledger.ID, erro
 	} else {
 		s.log().Warn("jobs: node has no contributor account; its work is paid to the hub", "node", node)
 	}
+	m.account = id
 	b.cacheMu.Lock()
-	b.nodes[node] = id
+	b.nodes[node] = m
 	b.cacheMu.Unlock()
-	return id, nil
+	return m, nil
 }
 
 // Settle settles every open admission once and invoices every settled one
@@ -326,7 +342,7 @@ func (s *Service) settle(ctx context.Context, rec *Record, v view) error {
 		if !a.Terminal() {
 			at = now.Add(-s.lag()) // what Nomad's servers may not know yet is charged next time
 		}
-		u, err := meter.Measure(a.Usage, rec.Quote.Prices, at)
+		u, err := meter.Measure(a.Usage, a.Prices(rec.Quote), at)
 		if err != nil {
 			return err
 		}
@@ -421,7 +437,7 @@ func (s *Service) refresh(ctx context.Context, rec *Record, job *api.JobListStub
 		if i < 0 && (a.Job == nil || a.Job.Meta[MetaAdmitted] != rec.Key) {
 			continue // another admission's
 		}
-		if err := s.saveAllocation(ctx, rec.Key, a); err != nil {
+		if err := s.saveAllocation(ctx, rec, a); err != nil {
 			return nil, err
 		}
 	}
@@ -441,7 +457,7 @@ func (s *Service) refundIfDue(ctx context.Context, rec *Record, a AllocRecord) e
 	if a.Usage.Status == meter.Lost {
 		gross = a.Gross
 	} else {
-		u, err := meter.Measure(a.Usage, rec.Quote.Prices, s.now())
+		u, err := meter.Measure(a.Usage, a.Prices(rec.Quote), s.now())
 		if err != nil {
 			return err
 		}
@@ -599,7 +615,7 @@ func (s *Service) Invoice(ctx context.Context, rec *Record) (int64, error) {
 			inv.Notes = append(inv.Notes, note)
 			continue
 		}
-		u, err := meter.Measure(a.Usage, rec.Quote.Prices, end)
+		u, err := meter.Measure(a.Usage, a.Prices(rec.Quote), end)
 		if err != nil {
 			return 0, err
 		}

@@ -69,6 +69,12 @@ func settled(r *jobs.Record) bool { return r.State == jobs.Settled && r.Invoice 
 // milliseconds × price, rounded down to the µSP.
 func expectedCost(t *testing.T, a *api.Allocation) ledger.Amount {
 	t.Helper()
+	return expectedCostAt(t, a, testPrices)
+}
+
+// expectedCostAt is expectedCost at prices p.
+func expectedCostAt(t *testing.T, a *api.Allocation, p market.Prices) ledger.Amount {
+	t.Helper()
 	if len(a.TaskStates) != 1 {
 		t.Fatalf("allocation %s has %d tasks, want 1", a.ID, len(a.TaskStates))
 	}
@@ -83,9 +89,9 @@ func expectedCost(t *testing.T, a *api.Allocation) ledger.Amount {
 			n := new(big.Int).Mul(big.NewInt(price*qty), big.NewInt(ms))
 			return n.Quo(n, big.NewInt(per*3_600_000)).Int64()
 		}
-		total += cost(int64(testPrices.CPU), tr.Cpu.CpuShares, 1000) +
-			cost(int64(testPrices.Memory), tr.Memory.MemoryMB, 1024) +
-			cost(int64(testPrices.Disk), int64(a.AllocatedResources.Shared.DiskMB), 1024)
+		total += cost(int64(p.CPU), tr.Cpu.CpuShares, 1000) +
+			cost(int64(p.Memory), tr.Memory.MemoryMB, 1024) +
+			cost(int64(p.Disk), int64(a.AllocatedResources.Shared.DiskMB), 1024)
 	}
 	return ledger.Amount(total)
 }

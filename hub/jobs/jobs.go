@@ -47,9 +47,10 @@ type Ledger interface {
 	CreateTransfers(ctx context.Context, c ledger.Caller, ts []ledger.Transfer) ([]ledger.TransferResult, error)
 }
 
-// Prices gives the unit prices in force.
+// Prices gives the unit prices in force in a region ("" the whole hub;
+// a region without prices of its own has the hub-wide ones).
 type Prices interface {
-	Prices(ctx context.Context) (market.Prices, error)
+	PricesIn(ctx context.Context, region string) (market.Prices, error)
 }
 
 // Service admits jobs. Safe for concurrent use.
@@ -111,11 +112,7 @@ func (s *Service) Submit(ctx context.Context, renter string, account ledger.ID, 
 	if err != nil {
 		return nil, err
 	}
-	base, err := Key(renter, j)
-	if err != nil {
-		return nil, fmt.Errorf("jobs: %w", err)
-	}
-	rec, err := s.admission(ctx, renter, account, *j.ID, base, c.quote)
+	rec, err := s.admission(ctx, renter, account, *j.ID, c.base, c.quote)
 	if err != nil {
 		return nil, err
 	}
@@ -255,6 +252,10 @@ func (s *Service) Plan(ctx context.Context, renter string, j *api.Job, diff bool
 type checked struct {
 	quote   market.Quote
 	runtime time.Duration
+	// base is the submission's key (Key), taken before the hub adds its
+	// matching constraints, whose prices move: a retry finds the same
+	// admission whatever the prices did meanwhile.
+	base string
 }
 
 // check places the job in the renter's namespace and the hub's pool,
@@ -274,6 +275,10 @@ func (s *Service) check(ctx context.Context, renter string, j *api.Job) (checked
 	for _, k := range []string{MetaHold, MetaQuote, MetaAccount, MetaAdmitted} {
 		delete(j.Meta, k) // the hub's to write, never the renter's
 	}
+	var err error
+	if c.base, err = Key(renter, j); err != nil {
+		return c, fmt.Errorf("jobs: %w", err)
+	}
 	aj := nomad.AdmissionJob(j)
 	usage, err := s.Store.RenterUsage(ctx, renter, *j.ID)
 	if err != nil {
@@ -291,14 +296,28 @@ func (s *Service) check(ctx context.Context, renter string, j *api.Job) (checked
 			return c, coded.Errorf(admission.CodeViolation, "meta %s: %v", admission.MetaMaxPrice, err)
 		}
 	}
-	prices, err := s.Prices.Prices(ctx)
+	// A job pinned to a region pays that region's prices.
+	region := nomad.JobRegion(j)
+	prices, err := s.Prices.PricesIn(ctx, region)
 	if err != nil {
 		return c, fmt.Errorf("jobs: %w", err)
 	}
 	tot := aj.Totals()
-	if c.quote, err = market.NewQuote(prices, market.Resources{CPUMHz: int64(tot.CPUMHz), MemoryMB: int64(tot.MemoryMB), DiskMB: int64(tot.DiskMB)}, c.runtime, maxPrice); err != nil {
+	acceptedCPU, err := accepted(j, prices.CPU)
+	if err != nil {
 		return c, err
 	}
+	if err := s.match(ctx, j, acceptedCPU); err != nil {
+		return c, err
+	}
+	// The hold covers the most the job may pay: the accepted CPU price.
+	held := prices
+	held.CPU = acceptedCPU
+	if c.quote, err = market.NewQuote(held, market.Resources{CPUMHz: int64(tot.CPUMHz), MemoryMB: int64(tot.MemoryMB), DiskMB: int64(tot.DiskMB)}, c.runtime, maxPrice); err != nil {
+		return c, err
+	}
+	c.quote.Prices, c.quote.AcceptedCPU = prices, acceptedCPU
+	c.quote.Region = region
 	if c.quote.Max <= 0 {
 		return c, coded.New(admission.CodeViolation, "the job asks for no resources")
 	}

@@ -2,7 +2,6 @@ package jobs_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -42,8 +41,7 @@ func newEnv(t *testing.T, opts ...nomadtest.Option) *env {
 	t.Helper()
 	ctx := context.Background()
 	contrib := ledger.NewID()
-	srv := nomadtest.NewTestServer(t, append([]nomadtest.Option{nomadtest.WithHCL(fmt.Sprintf("client {\n  node_pool = %q\n  meta {\n    %s = %q\n  }\n}\n",
-		nomad.DefaultNodePool, nomad.MetaContributorAccount, contrib))}, opts...)...)
+	srv := nomadtest.NewTestServer(t, append([]nomadtest.Option{nomadtest.WithContributor(contrib.String())}, opts...)...)
 	sched, err := nomad.New(nomad.Config{Address: srv.Addr, Token: srv.ManagementToken})
 	if err != nil {
 		t.Fatal(err)

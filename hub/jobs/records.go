@@ -56,6 +56,19 @@ type AllocRecord struct {
 	Gross       ledger.Amount    `json:"gross"`
 	Commission  ledger.Amount    `json:"commission"`
 	Refunded    bool             `json:"refunded,omitempty"`
+	// CPUPrice is what the allocation pays per core-hour: the quote's
+	// price, or its machine's floor where higher (market.Quote.CPUPrice);
+	// 0 for the quote's.
+	CPUPrice ledger.Amount `json:"cpu_price,omitempty"`
+}
+
+// Prices are the unit prices the allocation is charged at under quote q.
+func (a *AllocRecord) Prices(q market.Quote) market.Prices {
+	p := q.Prices
+	if a.CPUPrice > 0 {
+		p.CPU = a.CPUPrice
+	}
+	return p
 }
 
 // Terminal reports whether Nomad will not run the allocation any more.

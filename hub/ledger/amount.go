@@ -30,6 +30,13 @@ func (a Amount) String() string {
 	return fmt.Sprintf("%s%d.%06d SP", sign, u/uint64(MicroPerSpice), u%uint64(MicroPerSpice))
 }
 
+// SP formats a as SP without a unit or trailing zeros, e.g. "0.04" or "12".
+func (a Amount) SP() string {
+	s := strings.TrimSuffix(a.String(), " SP")
+	s = strings.TrimRight(s, "0")
+	return strings.TrimSuffix(s, ".")
+}
+
 // ParseAmount parses a human amount: "12.5" or "12.5SP" (Spice, at most six
 // decimals) or "12500000usp" / "12500000µSP" (micro-Spice). The result must be
 // positive and at most MaxAmount.

@@ -34,6 +34,7 @@ const (
 	KindEscrow        AccountKind = 5 // holds and escrow
 	KindPeerHub       AccountKind = 6 // what a peer hub owes or is owed
 	KindIssuance      AccountKind = 7 // where Spice enters the system; may go negative
+	KindPayout        AccountKind = 8 // where Spice leaves the system: paid out to contributors in money
 )
 
 var kindNames = map[AccountKind]string{
@@ -44,6 +45,7 @@ var kindNames = map[AccountKind]string{
 	KindEscrow:        "escrow",
 	KindPeerHub:       "peer_hub",
 	KindIssuance:      "issuance",
+	KindPayout:        "payout",
 }
 
 func (k AccountKind) String() string {

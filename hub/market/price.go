@@ -1,8 +1,3 @@
-// Package market prices rented capacity: unit prices per resource-hour, the
-// quote for a job (its maximum cost, held before it runs) and the metered
-// cost of what actually ran. All arithmetic is exact on integers: a cost is
-// the exact rational price × quantity × time, rounded down to the µSP (in
-// the renter's favour), never a float.
 package market
 
 import (
@@ -121,10 +116,28 @@ func (p Prices) Cost(r Resources, d time.Duration) (ledger.Amount, error) {
 // at the prices in force when it was admitted. The hold placed on the
 // renter's account is Max; metering later charges only what ran.
 type Quote struct {
-	Prices     Prices        `json:"prices"`
+	Prices Prices `json:"prices"`
+	// Region is the region whose prices were used ("" the hub-wide ones).
+	Region     string        `json:"region,omitempty"`
 	Resources  Resources     `json:"resources"` // totals over every instance
 	MaxRuntime time.Duration `json:"max_runtime_ns"`
 	Max        ledger.Amount `json:"max"`
+	// AcceptedCPU is the most the job pays per core-hour: the renter's
+	// stated maximum, or Prices.CPU. A machine whose floor is above
+	// Prices.CPU is paid its floor, never more than AcceptedCPU, and Max
+	// is computed at AcceptedCPU. 0 in quotes from before matching: Prices.CPU.
+	AcceptedCPU ledger.Amount `json:"accepted_cpu_core_hour,omitempty"`
+}
+
+// CPUPrice is what an allocation on a machine with the given floor pays per
+// core-hour: the quote's price, or the floor where that is higher, at most
+// AcceptedCPU.
+func (q Quote) CPUPrice(floor ledger.Amount) ledger.Amount {
+	p := max(q.Prices.CPU, floor)
+	if q.AcceptedCPU > 0 {
+		p = min(p, q.AcceptedCPU)
+	}
+	return p
 }
 
 // CodeOverMaxPrice rejects a job whose quote is above the renter's stated maximum.
@@ -147,6 +160,11 @@ func NewQuote(p Prices, r Resources, runtime time.Duration, maxPrice ledger.Amou
 // PriceChange is one entry of a hub's price history.
 type PriceChange struct {
 	Prices
+	// Region is where the prices apply; "" is the whole hub.
+	Region string `json:"region"`
+	// SetBy is the operator who set the prices, or SetByMarket.
 	SetBy string    `json:"set_by"`
 	SetAt time.Time `json:"set_at"`
+	// Load is what moved a market price; nil for an operator's.
+	Load *Load `json:"load,omitempty"`
 }

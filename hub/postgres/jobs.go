@@ -165,7 +165,7 @@ func (s *Store) Uninvoiced(ctx context.Context) ([]*jobs.Record, error) {
 
 // Allocations lists an admission's allocations.
 func (s *Store) Allocations(ctx context.Context, admission string) ([]jobs.AllocRecord, error) {
-	rows, err := s.pool.Query(ctx, `SELECT alloc_id, admission, node_id, contributor, usage, modify_index, gross, commission, refunded
+	rows, err := s.pool.Query(ctx, `SELECT alloc_id, admission, node_id, contributor, usage, modify_index, gross, commission, refunded, cpu_price
 		FROM job_allocations WHERE admission = $1 ORDER BY alloc_id`, admission)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: allocations: %w", err)
@@ -176,11 +176,11 @@ func (s *Store) Allocations(ctx context.Context, admission string) ([]jobs.Alloc
 		var a jobs.AllocRecord
 		var contributor [16]byte
 		var usage []byte
-		var idx, gross, commission int64
-		if err := rows.Scan(&a.ID, &a.Admission, &a.Node, &contributor, &usage, &idx, &gross, &commission, &a.Refunded); err != nil {
+		var idx, gross, commission, cpuPrice int64
+		if err := rows.Scan(&a.ID, &a.Admission, &a.Node, &contributor, &usage, &idx, &gross, &commission, &a.Refunded, &cpuPrice); err != nil {
 			return nil, fmt.Errorf("postgres: allocations: %w", err)
 		}
-		a.Contributor, a.ModifyIndex, a.Gross, a.Commission = contributor, uint64(idx), ledger.Amount(gross), ledger.Amount(commission)
+		a.Contributor, a.ModifyIndex, a.Gross, a.Commission, a.CPUPrice = contributor, uint64(idx), ledger.Amount(gross), ledger.Amount(commission), ledger.Amount(cpuPrice)
 		if err := json.Unmarshal(usage, &a.Usage); err != nil {
 			return nil, fmt.Errorf("postgres: allocation %s: %w", a.ID, err)
 		}
@@ -215,11 +215,11 @@ func (s *Store) SaveAllocation(ctx context.Context, a jobs.AllocRecord) error {
 	if err != nil {
 		return fmt.Errorf("postgres: allocation %s: %w", a.ID, err)
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO job_allocations (alloc_id, admission, node_id, contributor, status, usage, modify_index)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
+	_, err = s.pool.Exec(ctx, `INSERT INTO job_allocations (alloc_id, admission, node_id, contributor, status, usage, modify_index, cpu_price)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (alloc_id) DO UPDATE SET status = excluded.status, usage = excluded.usage, modify_index = excluded.modify_index
 		WHERE job_allocations.modify_index <= excluded.modify_index AND job_allocations.status <> 'lost'`,
-		a.ID, a.Admission, a.Node, [16]byte(a.Contributor), string(a.Usage.Status), usage, int64(a.ModifyIndex))
+		a.ID, a.Admission, a.Node, [16]byte(a.Contributor), string(a.Usage.Status), usage, int64(a.ModifyIndex), int64(a.CPUPrice))
 	if err != nil {
 		return fmt.Errorf("postgres: allocation %s: %w", a.ID, err)
 	}

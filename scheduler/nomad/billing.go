@@ -8,12 +8,13 @@ import (
 	"strings"
 
 	"github.com/hashicorp/nomad/api"
+	"github.com/spiceroute/spiceroute/agent/agentapi"
 )
 
 // MetaContributorAccount is the node meta key under which a contributor's
 // machine names the ledger account its earnings are paid to. The
 // SpiceRoute agent sets it when the machine joins.
-const MetaContributorAccount = "spiceroute_contributor_account"
+const MetaContributorAccount = agentapi.MetaAccount
 
 // NodeMeta returns a node's meta.
 func (s *Scheduler) NodeMeta(ctx context.Context, nodeID string) (map[string]string, error) {

@@ -38,6 +38,8 @@ type Scheduler struct {
 	// namespaces holds the renters whose namespace exists (the hub never
 	// deletes one), so that only a renter's first job writes to Nomad.
 	namespaces sync.Map
+	// nodes caches the pricing meta of the pool's nodes (Sample).
+	nodes nodeCache
 }
 
 // New connects to Nomad. It does not read NOMAD_* environment variables:

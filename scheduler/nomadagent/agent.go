@@ -94,6 +94,12 @@ type Config struct {
 	// StopTimeout is how long the agent gets to exit after SIGINT before it
 	// and its descendants are sent SIGKILL (default 30s).
 	StopTimeout time.Duration
+	// ServerOnly runs a server without a client (`nomad agent -server`
+	// rather than -dev): the hub's cluster, whose clients are contributors'
+	// machines joining through their agents. Such a server refuses clients
+	// that bring no introduction token (client_introduction enforcement
+	// "strict"), and Start waits for no client node.
+	ServerOnly bool
 	// Logger receives the agent's lifecycle events (started, retried,
 	// stopped). Default: slog.Default(). The agent's own output goes to
 	// Agent.LogPath.
@@ -261,8 +267,12 @@ func start(ctx context.Context, cfg Config) (*Agent, error) {
 		a.cfg.Name = fmt.Sprintf("nomad-dev-%d", a.HTTPPort)
 	}
 
-	args := []string{"agent", "-dev", "-config", filepath.Join(dir, "agent.hcl")}
-	if err := os.WriteFile(args[3], []byte(a.agentHCL()), 0o600); err != nil {
+	conf := filepath.Join(dir, "agent.hcl")
+	args := []string{"agent", "-dev", "-config", conf}
+	if cfg.ServerOnly {
+		args = []string{"agent", "-config", conf}
+	}
+	if err := os.WriteFile(conf, []byte(a.agentHCL()), 0o600); err != nil {
 		close(a.exited)
 		return a, fmt.Errorf("write config: %w", err)
 	}
@@ -336,13 +346,16 @@ ports {
   serf = %[6]d
 }
 
+advertise {
+  http = "127.0.0.1"
+  rpc  = "127.0.0.1"
+  serf = "127.0.0.1"
+}
+
 acl {
   enabled = true
 }
-
-client {
-%[7]s}
-
+%[7]s
 # -dev enables raw_exec (client option driver.raw_exec.enable); a plugin
 # block's config replaces that option's.
 plugin "raw_exec" {
@@ -351,7 +364,26 @@ plugin "raw_exec" {
   }
 }
 `, strconv.Quote(a.cfg.Name), strconv.Quote(filepath.Join(a.Dir, "data")), strconv.Quote(a.cfg.LogLevel),
-		a.HTTPPort, a.RPCPort, a.SerfPort, client.String())
+		a.HTTPPort, a.RPCPort, a.SerfPort, a.roleHCL(client.String()))
+}
+
+// roleHCL is the client block of a dev agent, or the server block of a
+// server-only one.
+func (a *Agent) roleHCL(client string) string {
+	if !a.cfg.ServerOnly {
+		return "\nclient {\n" + client + "}\n"
+	}
+	return `
+server {
+  enabled          = true
+  bootstrap_expect = 1
+  # Contributors' machines join with a Nomad client introduction token
+  # (nomad node intro create) that the hub issues at enrolment.
+  client_introduction {
+    enforcement = "strict"
+  }
+}
+`
 }
 
 // mapBlock renders a client block of string pairs (meta, chroot_env), or
@@ -430,6 +462,16 @@ func (a *Agent) waitReady(ctx context.Context) error {
 		return err
 	}
 
+	if a.cfg.ServerOnly {
+		// The keyring signs introduction tokens: wait until it has a key.
+		return a.poll(ctx, "keyring", func() error {
+			keys, _, err := a.Client.Keyring().List((&api.QueryOptions{}).WithContext(ctx))
+			if err == nil && len(keys) == 0 {
+				err = errors.New("no root key yet")
+			}
+			return err
+		})
+	}
 	// 3. The client node is registered, ready and eligible, and its drivers
 	// are fingerprinted healthy. Node registration needs the keyring, so
 	// this also means the keyring is initialised.

@@ -245,3 +245,47 @@ func waitComplete(t *testing.T, c *api.Client, jobID string, timeout time.Durati
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestServerOnly starts the hub's kind of cluster: a server with no client
+// of its own that admits clients only with an introduction token. It
+// issues one scoped to a node name and pool, and checks that no client
+// node registered.
+func TestServerOnly(t *testing.T) {
+	ctx := context.Background()
+	cfg := nomadagent.DefaultConfig()
+	cfg.Binary = nomadBinary()
+	cfg.ServerOnly = true
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	a, err := nomadagent.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Stop() })
+	if _, err := a.Client.NodePools().Register(&api.NodePool{Name: "spiceroute"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	resp, _, err := a.Client.ACLIdentity().CreateClientIntroductionToken(&api.ACLIdentityClientIntroductionTokenRequest{
+		NodeName: "carol-box-1", NodePool: "spiceroute", TTL: 10 * time.Minute}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parts := strings.Split(resp.JWT, "."); len(parts) != 3 {
+		t.Fatalf("introduction token %q is not a JWT", resp.JWT)
+	}
+	nodes, _, err := a.Client.Nodes().List(nil)
+	if err != nil || len(nodes) != 0 {
+		t.Fatalf("a server-only agent has client nodes: %v, %v", nodes, err)
+	}
+	if !strings.Contains(readFile(t, filepath.Join(a.Dir, "agent.hcl")), `enforcement = "strict"`) {
+		t.Error("the server does not require introduction tokens")
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

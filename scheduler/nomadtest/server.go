@@ -22,6 +22,8 @@ import (
 
 	"github.com/hashicorp/nomad/api"
 
+	"github.com/spiceroute/spiceroute/agent/agentapi"
+	"github.com/spiceroute/spiceroute/scheduler/nomad"
 	"github.com/spiceroute/spiceroute/scheduler/nomadagent"
 )
 
@@ -66,6 +68,22 @@ func LeanChrootEnv() map[string]string { return nomadagent.LeanChrootEnv() }
 
 // WithDrivers sets the task drivers to wait for (none: do not wait for any).
 func WithDrivers(drivers ...string) Option { return func(c *Config) { c.Drivers = drivers } }
+
+// WithServerOnly runs a server without a client, which admits clients
+// only with an introduction token (nomadagent.Config.ServerOnly).
+func WithServerOnly() Option {
+	return func(c *Config) { c.ServerOnly, c.Drivers = true, nil }
+}
+
+// WithContributor makes the agent's client node a contributor's machine:
+// in the hub's node pool (nomad.DefaultNodePool), its work paid to the
+// contributor account, asking no price floor.
+func WithContributor(account string) Option {
+	return func(c *Config) {
+		c.NodePool = nomad.DefaultNodePool
+		c.Meta = agentapi.NodeMeta(account, "", "", 0, "")
+	}
+}
 
 // Server is a running `nomad agent -dev` owned by a test. The agent's
 // fields (Addr, ManagementToken, Client, LogPath, Dir, HTTPPort, RPCPort,

@@ -29,6 +29,7 @@ import (
 	"github.com/spiceroute/spiceroute/hub/api"
 	"github.com/spiceroute/spiceroute/hub/auth"
 	"github.com/spiceroute/spiceroute/hub/ledger"
+	"github.com/spiceroute/spiceroute/hub/payout"
 	"github.com/spiceroute/spiceroute/hub/postgres"
 	"github.com/spiceroute/spiceroute/hub/postgres/pgtest"
 	"github.com/spiceroute/spiceroute/hub/translog"
@@ -50,12 +51,16 @@ type Hub struct {
 	Operator string
 	// Issuance is the issuance account (owner "hub", may go negative).
 	Issuance ledger.ID
+	// Payouts is the payout service and PayoutAccount the account it pays
+	// into (ledger.KindPayout), with WithPayouts.
+	Payouts       *payout.Service
+	PayoutAccount ledger.ID
 }
 
 // New starts a hub API for the test. cfg's zero fields take the defaults;
 // cfg.HubInfo is filled in. Everything stops when the test ends. Logs go to
 // the test log when run with -v and SPICE_TEST_LOG=1, else nowhere.
-func New(tb testing.TB, cfg api.Config) *Hub {
+func New(tb testing.TB, cfg api.Config, opts ...Option) *Hub {
 	tb.Helper()
 	ctx := context.Background()
 	store := postgres.New(pgtest.MustOpenDB(tb))
@@ -96,7 +101,11 @@ func New(tb testing.TB, cfg api.Config) *Hub {
 		SystemAccounts: map[string]ledger.ID{"issuance": h.Issuance},
 	}
 	h.Info = cfg.HubInfo
-	h.API = api.New(cfg, api.Deps{Ledger: l, Reader: store, Tokens: store, Log: tlogLog, Prices: store, Invoices: store}, logger, nil)
+	deps := api.Deps{Ledger: l, Reader: store, Tokens: store, Log: tlogLog, Prices: store, Invoices: store}
+	for _, o := range opts {
+		o(tb, h, &deps)
+	}
+	h.API = api.New(cfg, deps, logger, nil)
 	srv := httptest.NewServer(h.API.Handler())
 	h.URL = srv.URL
 	// Cleanups run last-in first-out: the server, then the ledger, then the
@@ -117,6 +126,10 @@ func New(tb testing.TB, cfg api.Config) *Hub {
 	h.Operator = h.Token(tb, "op", auth.RoleOperator)
 	return h
 }
+
+// Option adds to the API's dependencies before it is built, e.g. a
+// service over h.Store and h.Ledger (both open; no accounts exist yet).
+type Option func(tb testing.TB, h *Hub, deps *api.Deps)
 
 // Token creates a token for a principal and returns its secret.
 func (h *Hub) Token(tb testing.TB, name string, role auth.Role) string {
