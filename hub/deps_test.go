@@ -22,6 +22,7 @@ func TestDependencyBoundaries(t *testing.T) {
 		"github.com/spiceroute/spiceroute/hub/invoice":   {"github.com/hashicorp/nomad", "github.com/jackc/", "github.com/labstack/"},
 		"github.com/spiceroute/spiceroute/hub/meter":     {"github.com/hashicorp/nomad", "github.com/jackc/", "github.com/labstack/"},
 		"github.com/spiceroute/spiceroute/hub/payout":    {"github.com/hashicorp/nomad", "github.com/jackc/", "github.com/labstack/"},
+		"github.com/spiceroute/spiceroute/hub/contrib":   {"github.com/hashicorp/nomad", "github.com/jackc/", "github.com/labstack/"},
 		// The contributor agent runs on contributors' machines: nothing of the
 		// hub, its database or its web framework; gopsutil only in hostmetrics.
 		"github.com/spiceroute/spiceroute/agent":             {"github.com/spiceroute/spiceroute/hub", "github.com/jackc/", "github.com/labstack/"},

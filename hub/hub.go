@@ -69,6 +69,10 @@ type Config struct {
 	// ReputationInterval is how often reputations are applied to nodes
 	// (default 1m).
 	ReputationInterval time.Duration
+	// SpotChecks sends contributors' machines known check jobs and
+	// verifies their results (with Nomad only); a zero Fraction (the
+	// default) runs no rounds.
+	SpotChecks contrib.SpotCheckConfig
 	// Payout configures contributors' payouts (rate, the hub's bank
 	// account, the batch directory, the schedule); the zero value is off.
 	Payout payout.Config
@@ -138,6 +142,9 @@ type Server struct {
 	// Machines registers and follows contributors' machines; nil without
 	// Nomad.
 	Machines *contrib.Service
+	// SpotChecks checks contributors' machines' results; nil without
+	// Nomad.
+	SpotChecks *contrib.SpotChecker
 	// Payouts pays contributors; nil unless Config.Payout is set.
 	Payouts  *payout.Service
 	http     *http.Server
@@ -205,6 +212,11 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 			return nil, fmt.Errorf("hub: %w", err)
 		}
 		deps.Payouts = s.Payouts
+	}
+	if s.Jobs != nil {
+		if s.SpotChecks, err = s.openSpotChecks(s.Jobs.Sched); err != nil {
+			return nil, err
+		}
 	}
 	apiCfg := cfg.API
 	apiCfg.HubInfo = s.info(signer)
@@ -324,6 +336,11 @@ func (s *Server) Run(ctx context.Context) error {
 		repDone = make(chan error, 1)
 		go func() { repDone <- s.Machines.RunEnforcement(ctx, every) }()
 	}
+	var spotDone chan error
+	if s.SpotChecks != nil && s.cfg.SpotChecks.Fraction > 0 {
+		spotDone = make(chan error, 1)
+		go func() { spotDone <- s.SpotChecks.Run(ctx) }()
+	}
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- s.http.Serve(s.listener) }()
 	s.log.Info("hub serving", "name", s.cfg.Name, "url", s.URL(), "log_key", s.VKey)
@@ -357,6 +374,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	if repDone != nil {
 		<-repDone
+	}
+	if spotDone != nil {
+		<-spotDone
 	}
 	return err
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spiceroute/spiceroute/hub/contrib"
 	"github.com/spiceroute/spiceroute/hub/ledger"
+	"github.com/spiceroute/spiceroute/hub/payout"
 	"github.com/spiceroute/spiceroute/scheduler/nomad"
 )
 
@@ -55,4 +56,38 @@ func (n nomadMachines) NodeByName(ctx context.Context, name string) (contrib.Nod
 
 func (n nomadMachines) IntroToken(ctx context.Context, nodeName string, ttl time.Duration) (string, error) {
 	return n.Scheduler.IntroToken(ctx, nodeName, ttl)
+}
+
+// openSpotChecks builds the spot checks of contributors' machines; a
+// machine that fails one has its owner's payout withheld when the hub
+// makes payouts.
+func (s *Server) openSpotChecks(sched *nomad.Scheduler) (*contrib.SpotChecker, error) {
+	if err := s.cfg.SpotChecks.Validate(); err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	c := &contrib.SpotChecker{Store: s.Store, Nomad: nomadSpotChecks{sched}, Config: s.cfg.SpotChecks, Logger: s.log}
+	if s.Payouts != nil {
+		c.Payouts = contrib.PayoutWithholderFunc(func(ctx context.Context, owner string, at time.Time, reason, by string) error {
+			_, err := s.Payouts.AddWithhold(ctx, owner, payout.PeriodOf(at), reason, by)
+			return err
+		})
+	}
+	return c, nil
+}
+
+// nomadSpotChecks adapts the scheduler to what spot checks ask of Nomad.
+type nomadSpotChecks struct{ *nomad.Scheduler }
+
+func (n nomadSpotChecks) PoolNodes(ctx context.Context) ([]contrib.Node, error) {
+	nodes, err := n.Scheduler.PoolNodes(ctx)
+	out := make([]contrib.Node, 0, len(nodes))
+	for _, node := range nodes {
+		out = append(out, contrib.Node{ID: node.ID, Status: node.Status, Eligible: node.Eligible, Draining: node.Draining})
+	}
+	return out, err
+}
+
+func (n nomadSpotChecks) RunCheck(ctx context.Context, jobID, nodeID, script string, timeout time.Duration) (contrib.CheckRun, error) {
+	run, err := n.Scheduler.RunCheck(ctx, jobID, nodeID, script, timeout)
+	return contrib.CheckRun{ExitCode: run.ExitCode, Stdout: run.Stdout}, err
 }

@@ -49,7 +49,7 @@ type AgentResult struct {
 	RecheckPeakRSS, AfterRecheckRSS int64
 	// JoinToNodeReady is the time from `spice agent join` to the node
 	// being ready in the hub's Nomad pool. It needs a hub and a Nomad
-	// server, and is measured by the hub's benchmark; zero here.
+	// server, and is measured by Join (`spice bench join`); zero here.
 	JoinToNodeReady time.Duration
 }
 
@@ -269,7 +269,7 @@ func Agent(ctx context.Context, cfg AgentConfig, out io.Writer) (*AgentResult, e
 		fmt.Fprintf(out, "  benchmark re-check: RSS peak %.1f MiB while it ran (its copy buffers), %.1f MiB one interval after\n",
 			mib(res.RecheckPeakRSS), mib(res.AfterRecheckRSS))
 	}
-	fmt.Fprintf(out, "  join to node ready: measured with a hub and a Nomad server (not in this run)\n")
+	fmt.Fprintf(out, "  join to node ready: measured with a hub and a Nomad server by 'spice bench join' (not in this run)\n")
 	return res, nil
 }
 

@@ -35,6 +35,11 @@ type JobsConfig struct {
 	// PolicyFile is the admission policy whose renter caps the benchmark
 	// lifts (default hub.DefaultPolicyFile).
 	PolicyFile string
+	// Pin runs Nomad on CPU 0, and the hub, PostgreSQL and the clients on
+	// CPU 1 (Linux, two CPUs or more): Nomad gets the same core on both
+	// sides, and the hub does not take Nomad's CPU, as when the hub runs on
+	// its own machine. Without it everything shares every CPU.
+	Pin bool
 }
 
 // JobsResult is what the jobs benchmark measured.
@@ -114,6 +119,12 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 	}
 	defer stop()
 
+	if cfg.Pin {
+		if err := pinSplit(agent.PID(), cl.PID()); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(out, "jobs: pinned: Nomad on CPU 0; the hub, PostgreSQL and the clients on CPU 1\n")
+	}
 	renter := ledger.NewID()
 	if err := benchAccounts(ctx, s, renter, contrib); err != nil {
 		return nil, err

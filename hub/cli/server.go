@@ -34,6 +34,7 @@ func init() {
 	Register("bench ledger", "Measure ledger throughput against pgbench, and API latency", runBenchLedger)
 	Register("bench jobs", "Measure what the hub adds to running jobs, against Nomad directly", runBenchJobs)
 	Register("bench agent", "Measure the contributor agent's own memory and CPU footprint", runBenchAgent)
+	Register("bench join", "Measure 'spice agent join' to node ready, against a bare Nomad client", runBenchJoin)
 }
 
 // flagSet returns a flag set that prints errors and usage to env.Stderr.
@@ -98,6 +99,8 @@ the signing key is created if the key file does not exist.`)
 	payoutName := fs.String("payout-debtor-name", "", "the holder of the hub's bank account")
 	payoutBIC := fs.String("payout-debtor-bic", "", "the BIC of the hub's bank (optional)")
 	fs.BoolVar(&cfg.Payout.Schedule, "payout-schedule", false, "pay each month's payouts automatically once it has ended (default: operators run them)")
+	fs.DurationVar(&cfg.SpotChecks.Interval, "spot-check-interval", contrib.DefaultSpotCheckInterval, "how often contributors' machines are spot-checked")
+	fs.Float64Var(&cfg.SpotChecks.Fraction, "spot-check-fraction", contrib.DefaultSpotCheckFraction, "the fraction of machines each spot-check round checks with a known job, 0 to 1 (0: none)")
 	nomadServers := fs.String("nomad-servers", env.Getenv("SPICE_NOMAD_SERVERS"), "the Nomad servers' RPC addresses contributors' machines join, host:port,... (env SPICE_NOMAD_SERVERS)")
 	regions := fs.String("regions", "", "regions agents measure their round-trip time to: name=url,... (e.g. eu-west=https://hub.eu.example/healthz)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
@@ -338,6 +341,7 @@ quote, ledger hold included), and jobs registered per second both ways.`)
 	fs.IntVar(&jc.Samples, "samples", 12, "latency samples per side")
 	fs.IntVar(&jc.Clients, "clients", 8, "concurrent submitters in the throughput runs")
 	fs.DurationVar(&jc.Duration, "duration", 5*time.Second, "per throughput run (each side runs twice)")
+	fs.BoolVar(&jc.Pin, "pin", false, "run Nomad on CPU 0 and the hub, PostgreSQL and the clients on CPU 1 (Linux)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -384,6 +388,35 @@ of one core at a 10s interval.`)
 	defer os.RemoveAll(tmp)
 	ac.TempDir = tmp
 	if _, err := bench.Agent(ctx, ac, env.Stdout); err != nil {
+		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
+		return ExitError
+	}
+	return ExitOK
+}
+
+func runBenchJoin(ctx context.Context, args []string, env Env) int {
+	var jc bench.JoinConfig
+	fs := flagSet(env, "bench join", "", `Starts an ephemeral PostgreSQL, the hub's Nomad server and a hub (the dev
+stack without its demo machines), and measures side by side in one run the
+time from exec to the machine's Nomad node being ready for work: 'spice agent
+join' with an enrolment token, against a bare 'nomad agent' client with an
+introduction token the hub minted and the configuration the agent writes.`)
+	fs.StringVar(&jc.NomadBin, "nomad", env.Getenv("SPICE_NOMAD_BIN"), "the nomad binary (default: env SPICE_NOMAD_BIN, else bin/nomad)")
+	fs.IntVar(&jc.Runs, "runs", 3, "joins per side, alternating")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if jc.NomadBin == "" {
+		jc.NomadBin = "bin/nomad"
+	}
+	tmp, err := os.MkdirTemp("", "spice-bench-")
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
+		return ExitError
+	}
+	defer os.RemoveAll(tmp)
+	jc.TempDir = tmp
+	if _, err := bench.Join(ctx, jc, env.Stdout); err != nil {
 		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
 		return ExitError
 	}

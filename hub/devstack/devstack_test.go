@@ -201,6 +201,28 @@ func TestDevStack_Nomad(t *testing.T) {
 		}
 	})
 
+	// The second demo machine: dave's, in us-east, asking more than the
+	// hub's price. The example that accepts more and prefers us-east lands
+	// there and pays dave's floor for CPU.
+	t.Run("HelloUSEastOnDavesMachine", func(t *testing.T) {
+		if len(st.Machines) != 2 || st.Machines[1].Owner != "dave" {
+			t.Fatalf("demo machines: %+v", st.Machines)
+		}
+		dave := st.Machines[1].Agent.State().Join
+		src, err := os.ReadFile("../../nomad-jobs/hello-us-east.nomad.hcl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Hub.Jobs.SubmitHCL(ctx, "alice", string(src)); err != nil {
+			t.Fatalf("alice submits hello-us-east: %v", err)
+		}
+		rec := waitSettledJob(t, st, "hello-us-east", 3*time.Minute)
+		allocs, err := st.Hub.Store.Allocations(ctx, rec.Key)
+		if err != nil || len(allocs) != 1 || allocs[0].Contributor.String() != dave.AccountID || allocs[0].CPUPrice != st.Machines[1].Floor {
+			t.Fatalf("allocations of %s: %+v, %v; want one on dave's machine (account %s) at his floor %s", rec.Key, allocs, err, dave.AccountID, st.Machines[1].Floor)
+		}
+	})
+
 	stop()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -275,10 +297,16 @@ func TestDevStack_NomadAgentExits(t *testing.T) {
 // invoiced, and fails at once if it ends otherwise.
 func waitSettled(t *testing.T, st *devstack.Stack, timeout time.Duration) *jobs.Record {
 	t.Helper()
+	return waitSettledJob(t, st, "hello", timeout)
+}
+
+// waitSettledJob is waitSettled for alice's job id.
+func waitSettledJob(t *testing.T, st *devstack.Stack, id string, timeout time.Duration) *jobs.Record {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	last := "no admission"
 	for time.Now().Before(deadline) {
-		recs, err := st.Hub.Store.JobAdmissions(context.Background(), "alice", "hello", 1)
+		recs, err := st.Hub.Store.JobAdmissions(context.Background(), "alice", id, 1)
 		if err != nil {
 			t.Fatal(err)
 		}

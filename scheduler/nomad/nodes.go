@@ -3,6 +3,7 @@ package nomad
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/nomad/api"
@@ -112,10 +113,36 @@ type Offer struct {
 	FloorCPU int64 // µSP per core-hour
 }
 
+// OffersTTL is how long Offers answers from its last reading: admission
+// asks on every job, and machines come and go far more slowly.
+const OffersTTL = 2 * time.Second
+
+// offersCache is the last reading of Offers.
+type offersCache struct {
+	sync.Mutex
+	at     time.Time
+	offers []Offer
+}
+
 // Offers lists the offers of the pool's nodes that take new work (ready,
-// eligible, not draining) and state a price floor. Node meta is read only
-// for nodes that changed since last time.
+// eligible, not draining) and state a price floor, as Nomad saw them at
+// most OffersTTL ago. Node meta is read only for nodes that changed since
+// last time.
 func (s *Scheduler) Offers(ctx context.Context) ([]Offer, error) {
+	s.offers.Lock()
+	defer s.offers.Unlock()
+	if time.Since(s.offers.at) < OffersTTL {
+		return s.offers.offers, nil
+	}
+	offers, err := s.readOffers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.offers.at, s.offers.offers = time.Now(), offers
+	return offers, nil
+}
+
+func (s *Scheduler) readOffers(ctx context.Context) ([]Offer, error) {
 	nodes, _, err := s.c.Nodes().List(s.query(ctx, ""))
 	if err != nil {
 		return nil, fmt.Errorf("nomad: nodes: %w", err)

@@ -40,6 +40,8 @@ type Scheduler struct {
 	namespaces sync.Map
 	// nodes caches the pricing meta of the pool's nodes (Sample).
 	nodes nodeCache
+	// offers is the last reading of the machines' offers (Offers).
+	offers offersCache
 }
 
 // New connects to Nomad. It does not read NOMAD_* environment variables:
@@ -188,11 +190,16 @@ func (s *Scheduler) Stop(ctx context.Context, renter, id string, purge bool) err
 
 // Logs returns the stdout (or stderr) a renter's task wrote, up to limit bytes.
 func (s *Scheduler) Logs(ctx context.Context, renter, allocID, task, stream string, limit int) (string, error) {
-	alloc, _, err := s.c.Allocations().Info(allocID, s.query(ctx, s.Namespace(renter)))
+	return s.logs(ctx, s.Namespace(renter), allocID, task, stream, limit)
+}
+
+// logs returns what a task of an allocation in namespace ns wrote to stream.
+func (s *Scheduler) logs(ctx context.Context, ns, allocID, task, stream string, limit int) (string, error) {
+	alloc, _, err := s.c.Allocations().Info(allocID, s.query(ctx, ns))
 	if err != nil {
 		return "", fmt.Errorf("nomad: alloc %s: %w", allocID, err)
 	}
-	frames, errs := s.c.AllocFS().Logs(alloc, false, task, stream, "start", 0, ctx.Done(), s.query(ctx, s.Namespace(renter)))
+	frames, errs := s.c.AllocFS().Logs(alloc, false, task, stream, "start", 0, ctx.Done(), s.query(ctx, ns))
 	var b strings.Builder
 	for {
 		select {

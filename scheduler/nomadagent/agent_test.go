@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -147,7 +146,7 @@ func TestStart(t *testing.T) {
 		if mounts, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(mounts), a.Dir) {
 			t.Errorf("mounts under %s remain after Stop", a.Dir)
 		}
-		if left := processesUnder(a.Dir); len(left) != 0 {
+		if left := nomadagent.ProcessesUnder(a.Dir); len(left) != 0 {
 			t.Errorf("processes started from %s remain after Stop: %v", a.Dir, left)
 		}
 	})
@@ -192,23 +191,6 @@ func procStartOf(stat string) string {
 	return f[19]
 }
 
-// processesUnder lists running processes whose command line or working
-// directory mentions dir: the agent's executors and tasks.
-func processesUnder(dir string) []string {
-	var out []string
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		cwd, _ := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
-		if strings.Contains(string(cmdline), dir) || strings.HasPrefix(cwd, dir) {
-			out = append(out, e.Name()+" "+strings.ReplaceAll(string(cmdline), "\x00", " "))
-		}
-	}
-	return out
-}
 
 // waitComplete waits for the job's first allocation to complete and fails
 // the test at once if it fails instead.

@@ -2,6 +2,10 @@ package nomadagent
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -45,3 +49,22 @@ func CleanupHost(dir string, allocIDs []string) []error { return cleanupHost(dir
 // Env is this process's environment without AWS_CA_BUNDLE, which a Nomad
 // agent must not see (see the package documentation).
 func Env() []string { return agentEnv() }
+
+// ProcessesUnder lists running processes whose command line or working
+// directory mentions dir, as "PID command line": what an agent whose
+// directory is dir may have left running (executors, tasks).
+func ProcessesUnder(dir string) []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		cwd, _ := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
+		if strings.Contains(string(cmdline), dir) || strings.HasPrefix(cwd, dir) {
+			out = append(out, e.Name()+" "+strings.ReplaceAll(string(cmdline), "\x00", " "))
+		}
+	}
+	return out
+}

@@ -235,6 +235,9 @@ func (c *Cluster) BinDir() string { return c.binDir }
 // DataDir returns the cluster's data directory. The server log is postgres.log in it.
 func (c *Cluster) DataDir() string { return c.dataDir }
 
+// PID is the postmaster's process ID.
+func (c *Cluster) PID() int { return c.pid }
+
 // CreateDatabase creates database name as a copy of template, or of the
 // default template (template1) when template is "". Creating from a template
 // fails while other sessions are connected to the template.

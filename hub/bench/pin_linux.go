@@ -1,0 +1,75 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+)
+
+// pinTree binds process pid, every thread of it and every process below it
+// to the CPUs in cpus (a taskset list, e.g. "0"). Threads and processes
+// created later inherit the binding from their parent.
+func pinTree(pid int, cpus string) error {
+	for _, p := range append([]int{pid}, descendantsOf(pid)...) {
+		out, err := exec.Command("taskset", "-a", "-p", "-c", cpus, strconv.Itoa(p)).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("bench: taskset %s on %d: %v: %s", cpus, p, err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
+}
+
+// descendantsOf lists the processes below pid, from /proc.
+func descendantsOf(pid int) []int {
+	parent := map[int]int{}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(s[i+1:])
+		if len(fields) < 2 {
+			continue
+		}
+		p, _ := strconv.Atoi(strings.TrimSpace(s[:strings.IndexByte(s, ' ')]))
+		pp, _ := strconv.Atoi(fields[1])
+		parent[p] = pp
+	}
+	var out []int
+	for p := range parent {
+		for q := parent[p]; q > 1; q = parent[q] {
+			if q == pid {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// pinSplit puts Nomad on CPU 0 and this process (the hub and the
+// benchmark's clients) and PostgreSQL on CPU 1: the shape of a deployment
+// where the hub and its database run beside, not on, the Nomad servers.
+func pinSplit(nomadPID, postgresPID int) error {
+	if runtime.NumCPU() < 2 {
+		return fmt.Errorf("bench: -pin needs two CPUs; this machine has %d", runtime.NumCPU())
+	}
+	if err := pinTree(nomadPID, "0"); err != nil {
+		return err
+	}
+	if err := pinTree(postgresPID, "1"); err != nil {
+		return err
+	}
+	return pinTree(os.Getpid(), "1")
+}
