@@ -36,7 +36,7 @@ type agentProc struct {
 
 // startAgent enrols owner and joins a machine for it with `spice agent
 // join`, in region at floor (SP per core-hour).
-func startAgent(t *testing.T, hubURL string, op *client.Client, owner, region, floor string) *agentProc {
+func startAgent(t *testing.T, hubURL string, op *client.Client, owner, region, floor string, extra ...string) *agentProc {
 	t.Helper()
 	enrol, err := op.Enrol(context.Background(), owner, "")
 	if err != nil {
@@ -48,8 +48,9 @@ func startAgent(t *testing.T, hubURL string, op *client.Client, owner, region, f
 		t.Fatal(err)
 	}
 	a := &agentProc{name: owner, dir: dir, log: logf, done: make(chan struct{})}
-	a.cmd = exec.Command(spiceBin(t), "agent", "join", hubURL, "-token", enrol.Token, "-region", region, "-floor", floor,
-		"-state-dir", filepath.Join(dir, "state"), "-nomad", nomadBin(t), "-nomad-http-port", fmt.Sprint(freePort(t)), "-interval", "1s")
+	args := append([]string{"agent", "join", hubURL, "-token", enrol.Token, "-region", region, "-floor", floor,
+		"-state-dir", filepath.Join(dir, "state"), "-nomad", nomadBin(t), "-nomad-http-port", fmt.Sprint(freePort(t)), "-interval", "1s"}, extra...)
+	a.cmd = exec.Command(spiceBin(t), args...)
 	a.cmd.Env = nomadagent.Env()
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -365,6 +366,33 @@ func TestTwoContributorsMatchingAndAMachineThatVanishes(t *testing.T) {
 		m, _ := op.Machine(ctx, machines["dave"].ID.String())
 		t.Logf("dave's reputation: %d (was %d): %s", m.Reputation.Score, before.Reputation.Score, strings.Join(m.Reputation.Reasons, "; "))
 		_ = erin
+	})
+
+	// The agents measure their round-trip time to each region the hub
+	// names; the hub publishes it as node meta, which matching's affinities
+	// read.
+	t.Run("RTTPublishedAsNodeMeta", func(t *testing.T) {
+		waitFor(t, "erin's node to carry her round-trip times", time.Minute, func() bool {
+			n, _, err := srv.Client.Nodes().Info(machines["erin"].NodeID, nil)
+			return err == nil && n.Meta["spiceroute_rtt_ms_eu-west"] != "" && n.Meta["spiceroute_rtt_ms_us-east"] != ""
+		})
+	})
+
+	// A machine whose owner offers it only in a window that is closed now
+	// joins, and the hub drains its node (with nothing running on it the
+	// drain completes at once) and leaves it ineligible: no work lands there.
+	t.Run("ClosedWindowDrainsTheNode", func(t *testing.T) {
+		opens := time.Now().UTC().Add(6 * time.Hour)
+		window := opens.Format("15:04") + "-" + opens.Add(time.Minute).Format("15:04")
+		startAgent(t, h.url, op, "fay", "eu-west", "10", "-window", window, "-tz", "UTC")
+		waitFor(t, "fay's node drained and ineligible", 2*time.Minute, func() bool {
+			ms, err := op.Machines(ctx, "fay")
+			if err != nil || len(ms) != 1 || ms[0].NodeID == "" {
+				return false
+			}
+			n, _, err := srv.Client.Nodes().Info(ms[0].NodeID, nil)
+			return err == nil && n.Status == nomadapi.NodeStatusReady && n.SchedulingEligibility == nomadapi.NodeSchedulingIneligible && !ms[0].Available
+		})
 	})
 
 	t.Run("BooksBalance", func(t *testing.T) {

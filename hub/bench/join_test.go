@@ -78,7 +78,6 @@ func spiceBin(t *testing.T) string {
 	return p
 }
 
-
 // mountsUnder lists the mount points at or below dir (proc(5) mountinfo,
 // field 5).
 func mountsUnder(dir string) []string {

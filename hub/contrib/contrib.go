@@ -26,6 +26,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"strings"
 	"time"
@@ -67,7 +68,9 @@ type Machine struct {
 	JoinedAt      time.Time           `json:"joined_at"`
 	LastHeartbeat time.Time           `json:"last_heartbeat,omitempty"`
 	Metrics       *agentapi.Metrics   `json:"metrics,omitempty"`
-	RTT           map[string]int64    `json:"rtt_ms,omitempty"`
+	// RTT are the round-trip times to regions last published as the node's
+	// meta (agentapi.MetaRTTPrefix).
+	RTT map[string]int64 `json:"rtt_ms,omitempty"`
 	// Available is what the agent last said of its owner's windows.
 	Available bool `json:"available"`
 	// Excluded is set while the machine's reputation is under the hub's
@@ -115,11 +118,13 @@ type Store interface {
 	Machine(ctx context.Context, id ledger.ID) (*Machine, error)
 	// Machines lists the machines of owner, or every machine for "".
 	Machines(ctx context.Context, owner string) ([]*Machine, error)
-	// Heartbeat records a heartbeat: the machine's latest metrics, RTTs and
+	// Heartbeat records a heartbeat: the machine's latest metrics and
 	// availability, and one beat in the machine's uptime record.
 	Heartbeat(ctx context.Context, id ledger.ID, hb agentapi.Heartbeat, at time.Time) error
 	SetNodeID(ctx context.Context, id ledger.ID, nodeID string) error
 	SetExcluded(ctx context.Context, id ledger.ID, excluded bool) error
+	// SetRTT records the round-trip times published as the node's meta.
+	SetRTT(ctx context.Context, id ledger.ID, rtt map[string]int64) error
 	RecordBenchmark(ctx context.Context, id ledger.ID, b agentapi.Benchmark) error
 }
 
@@ -427,9 +432,22 @@ func (s *Service) followNode(ctx context.Context, m *Machine, available bool, ne
 		return nil
 	}
 	if rtt := rttMeta(m.RTT, newRTT); rtt != nil {
-		// Published for matching's affinities. A publication that fails is
-		// logged; the next change is published again.
+		// Published for matching's affinities, and recorded as published
+		// only once Nomad has them: a failed publication is retried at
+		// the next heartbeat.
 		if err := s.Nomad.ApplyNodeMeta(ctx, n.ID, rtt); err != nil {
+			return err
+		}
+		published := maps.Clone(m.RTT)
+		if published == nil {
+			published = map[string]int64{}
+		}
+		for region, ms := range newRTT {
+			if _, ok := rtt[agentapi.MetaRTTPrefix+region]; ok {
+				published[region] = ms
+			}
+		}
+		if err := s.Store.SetRTT(ctx, m.ID, published); err != nil {
 			return err
 		}
 	}

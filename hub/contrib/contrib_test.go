@@ -143,7 +143,8 @@ func TestJoinAndHeartbeat(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.Metrics == nil || m.Metrics.CPUPercent != 12.5 || m.RTT["eu-west"] != 12 || m.LastHeartbeat.IsZero() {
+		// The round-trip times wait for the machine's node (not there yet).
+		if m.Metrics == nil || m.Metrics.CPUPercent != 12.5 || len(m.RTT) != 0 || m.LastHeartbeat.IsZero() {
 			t.Errorf("stored machine: %+v", m)
 		}
 		if beats, err := h.Store.Uptime(t.Context(), id, time.Now().Add(-time.Hour)); err != nil || beats != 1 {
@@ -186,6 +187,32 @@ func TestJoinAndHeartbeat(t *testing.T) {
 		}
 	})
 
+	// A benchmark re-check that comes back 30 % slower than at join is
+	// stored and costs the machine reputation (drift beyond the 10 %
+	// tolerance: 20 × 20 % / 40 % = 10 points).
+	t.Run("SlowerRecheckLowersReputation", func(t *testing.T) {
+		slow := hb
+		slow.Recheck = &agentapi.Benchmark{CPUScore: 700, MemoryMBps: 5000, Duration: time.Second, RanAt: time.Now()}
+		if code, body := do(t, h, "POST", "/api/agent/heartbeat", join.AgentToken, slow, nil); code != http.StatusOK {
+			t.Fatalf("heartbeat with a re-check: %d %s", code, body)
+		}
+		var m contrib.Reputation
+		var got struct {
+			Reputation *contrib.Reputation `json:"reputation"`
+		}
+		got.Reputation = &m
+		if code, body := do(t, h, "GET", "/api/machines/"+join.MachineID, dave, nil, &got); code != http.StatusOK {
+			t.Fatalf("machine: %d %s", code, body)
+		}
+		if m.SlowdownBP != 3000 || m.Score != 90 || !strings.Contains(strings.Join(m.Reasons, ";"), "30.00% slower than at join") {
+			t.Fatalf("reputation after a 30%% slower re-check: %+v", m)
+		}
+		// The next heartbeat carries no re-check; the slower result stands.
+		if code, body := do(t, h, "POST", "/api/agent/heartbeat", join.AgentToken, hb, nil); code != http.StatusOK {
+			t.Fatalf("heartbeat: %d %s", code, body)
+		}
+	})
+
 	t.Run("MachinesWithReputation", func(t *testing.T) {
 		var list struct {
 			Machines []struct {
@@ -197,7 +224,7 @@ func TestJoinAndHeartbeat(t *testing.T) {
 		if code, body := do(t, h, "GET", "/api/machines", dave, nil, &list); code != http.StatusOK || len(list.Machines) != 1 {
 			t.Fatalf("dave's machines: %d %s", code, body)
 		}
-		if m := list.Machines[0]; m.ID != join.MachineID || m.Reputation.Score != 100 || !m.Reputation.Eligible {
+		if m := list.Machines[0]; m.ID != join.MachineID || m.Reputation.Score != 90 || !m.Reputation.Eligible {
 			t.Errorf("machine: %+v", m)
 		}
 		carol := h.Token(t, "carol", auth.RoleContributor)
@@ -208,4 +235,67 @@ func TestJoinAndHeartbeat(t *testing.T) {
 			t.Errorf("carol lists dave's machines: %d %s", code, body)
 		}
 	})
+}
+
+// TestClosedWindowDrainsTheNode: a heartbeat saying the owner's window is
+// closed drains the machine's Nomad node and makes it ineligible; the next
+// saying it is open makes it eligible again. The machine is joined through
+// the API and then given the test agent's node (the hub follows nodes by
+// the name it assigned at join).
+func TestClosedWindowDrainsTheNode(t *testing.T) {
+	h := hubtest.StartWithNomad(t)
+	op := h.Token(t, "olive", auth.RoleOperator)
+	var enrol struct{ Token string }
+	if code, body := do(t, h, "POST", "/api/enrolments", op, map[string]string{"owner": "dave"}, &enrol); code != http.StatusCreated {
+		t.Fatalf("enrol: %d %s", code, body)
+	}
+	var join agentapi.JoinReply
+	if code, body := do(t, h, "POST", "/api/agent/join", "", joinRequest(enrol.Token), &join); code != http.StatusCreated {
+		t.Fatalf("join: %d %s", code, body)
+	}
+	nodes, _, err := h.Nomad.Client.Nodes().List(nil)
+	if err != nil || len(nodes) != 1 {
+		t.Fatalf("nodes: %v %v", nodes, err)
+	}
+	node := nodes[0]
+	if _, err := h.Store.Pool().Exec(t.Context(), `UPDATE machines SET node_name = $1`, node.Name); err != nil {
+		t.Fatal(err)
+	}
+	beat := func(available bool) {
+		t.Helper()
+		hb := agentapi.Heartbeat{MachineID: join.MachineID, Available: available, RTT: map[string]int64{"eu-west": 12},
+			Metrics: agentapi.Metrics{SampledAt: time.Now(), MemUsedMB: 1, MemTotalMB: 2, DiskUsedMB: 1, DiskTotMB: 2}}
+		if code, body := do(t, h, "POST", "/api/agent/heartbeat", join.AgentToken, hb, nil); code != http.StatusOK {
+			t.Fatalf("heartbeat: %d %s", code, body)
+		}
+	}
+	state := func() (draining bool, eligibility string) {
+		t.Helper()
+		n, _, err := h.Nomad.Client.Nodes().Info(node.ID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n.DrainStrategy != nil, n.SchedulingEligibility
+	}
+	beat(false)
+	// With nothing running on it, the drain completes at once: the node
+	// stays ineligible.
+	if _, e := state(); e != "ineligible" {
+		t.Fatalf("after a closed-window heartbeat the node is %s", e)
+	}
+	beat(true)
+	if d, e := state(); d || e != "eligible" {
+		t.Fatalf("after an open-window heartbeat: draining %t, %s", d, e)
+	}
+
+	// The round-trip time the agent measured is the node's meta, for
+	// matching's affinities, and recorded as published.
+	meta, err := h.Nomad.Client.Nodes().Meta().Read(node.ID, nil)
+	if err != nil || meta.Meta[agentapi.MetaRTTPrefix+"eu-west"] != "12" {
+		t.Fatalf("node meta %v, %v: want %s12 = 12", meta, err, agentapi.MetaRTTPrefix)
+	}
+	id, _ := ledger.ParseID(join.MachineID)
+	if m, err := h.Store.Machine(t.Context(), id); err != nil || m.RTT["eu-west"] != 12 {
+		t.Fatalf("stored machine RTT %v, %v", m, err)
+	}
 }

@@ -165,12 +165,8 @@ func (s *Store) MachineByNode(ctx context.Context, nodeID string) (*contrib.Mach
 // Heartbeat records a heartbeat and counts it in the hour's uptime.
 func (s *Store) Heartbeat(ctx context.Context, id ledger.ID, hb agentapi.Heartbeat, at time.Time) error {
 	metrics, _ := json.Marshal(hb.Metrics)
-	var rtt []byte
-	if hb.RTT != nil {
-		rtt, _ = json.Marshal(hb.RTT)
-	}
 	b := &pgx.Batch{}
-	b.Queue(`UPDATE machines SET last_heartbeat = $2, metrics = $3, rtt = coalesce($4, rtt), available = $5 WHERE id = $1`, [16]byte(id), at, metrics, rtt, hb.Available)
+	b.Queue(`UPDATE machines SET last_heartbeat = $2, metrics = $3, available = $4 WHERE id = $1`, [16]byte(id), at, metrics, hb.Available)
 	b.Queue(`INSERT INTO machine_uptime (machine, hour, beats) VALUES ($1, date_trunc('hour', $2::timestamptz), 1)
 		ON CONFLICT (machine, hour) DO UPDATE SET beats = machine_uptime.beats + 1`, [16]byte(id), at)
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
@@ -183,6 +179,15 @@ func (s *Store) Heartbeat(ctx context.Context, id ledger.ID, hb agentapi.Heartbe
 func (s *Store) SetNodeID(ctx context.Context, id ledger.ID, nodeID string) error {
 	if _, err := s.pool.Exec(ctx, `UPDATE machines SET node_id = $2 WHERE id = $1`, [16]byte(id), nodeID); err != nil {
 		return fmt.Errorf("postgres: set node: %w", err)
+	}
+	return nil
+}
+
+// SetRTT records the round-trip times published as the machine's node meta.
+func (s *Store) SetRTT(ctx context.Context, id ledger.ID, rtt map[string]int64) error {
+	b, _ := json.Marshal(rtt)
+	if _, err := s.pool.Exec(ctx, `UPDATE machines SET rtt = $2 WHERE id = $1`, [16]byte(id), b); err != nil {
+		return fmt.Errorf("postgres: set rtt: %w", err)
 	}
 	return nil
 }

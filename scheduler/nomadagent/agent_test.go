@@ -191,7 +191,6 @@ func procStartOf(stat string) string {
 	return f[19]
 }
 
-
 // waitComplete waits for the job's first allocation to complete and fails
 // the test at once if it fails instead.
 func waitComplete(t *testing.T, c *api.Client, jobID string, timeout time.Duration) *api.Allocation {
