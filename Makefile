@@ -23,6 +23,7 @@ test: deps tools vet unit fuzz
 bench: deps build tools
 	$(SPICE) bench ledger
 	SPICE_NOMAD_BIN=$(BIN)/nomad $(SPICE) bench jobs
+	SPICE_NOMAD_BIN=$(BIN)/nomad $(SPICE) bench jobs -pin
 	$(SPICE) bench agent
 	SPICE_NOMAD_BIN=$(BIN)/nomad $(SPICE) bench join
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,10 @@ type JobsConfig struct {
 	// sides, and the hub does not take Nomad's CPU, as when the hub runs on
 	// its own machine. Without it everything shares every CPU.
 	Pin bool
+	// CPUProfile, if set, is where a CPU profile of this process (the hub
+	// and the clients) during the first throughput run through the hub is
+	// written.
+	CPUProfile string
 }
 
 // JobsResult is what the jobs benchmark measured.
@@ -93,6 +98,9 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 	ac := nomadagent.DefaultConfig()
 	ac.Binary, ac.NodePool, ac.Logger = cfg.NomadBin, nomad.DefaultNodePool, quietLogger()
 	ac.Meta = agentapi.NodeMeta(contrib.String(), "", "", 0, "")
+	// Every client here, the hub included, connects from 127.0.0.1: lift
+	// Nomad's 100 connections per client address.
+	ac.ExtraHCL = "limits {\n  http_max_conns_per_client = 0\n}\n"
 	agent, err := nomadagent.Start(ctx, ac)
 	if err != nil {
 		return nil, err
@@ -186,9 +194,28 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 		if err != nil {
 			return nil, err
 		}
+		if err := purge(ctx, direct, directNS, fmt.Sprintf("tp-direct-%d", round), cfg.Clients); err != nil {
+			return nil, err
+		}
 		dn += n
+		var prof *os.File
+		if round == 0 && cfg.CPUProfile != "" {
+			if prof, err = os.Create(cfg.CPUProfile); err != nil {
+				return nil, err
+			}
+			if err := pprof.StartCPUProfile(prof); err != nil {
+				return nil, err
+			}
+		}
 		n, err = register(ctx, viaHub, "", fmt.Sprintf("tp-hub-%d", round), cfg.Clients, cfg.Duration)
+		if prof != nil {
+			pprof.StopCPUProfile()
+			prof.Close()
+		}
 		if err != nil {
+			return nil, err
+		}
+		if err := purge(ctx, direct, "renter-bench", fmt.Sprintf("tp-hub-%d", round), cfg.Clients); err != nil {
 			return nil, err
 		}
 		hn += n
@@ -282,6 +309,47 @@ func toRunning(ctx context.Context, c, watch *api.Client, id, ns, watchNS string
 
 // register has clients register distinct unplaceable jobs through c for d
 // and returns how many were registered.
+// purge deregisters and purges the jobs a throughput run registered, so
+// that every run starts from the same Nomad state: Nomad's leader publishes
+// a gauge per job summary every second under one lock that registrations
+// also take, so a run that followed thousands of leftover jobs would be
+// slower for that alone.
+func purge(ctx context.Context, c *api.Client, ns, prefix string, clients int) error {
+	stubs, _, err := c.Jobs().PrefixList(prefix + "-")
+	if ns != "" {
+		stubs, _, err = c.Jobs().List((&api.QueryOptions{Namespace: ns, Prefix: prefix + "-"}).WithContext(ctx))
+	}
+	if err != nil {
+		return fmt.Errorf("bench: list %s jobs: %w", prefix, err)
+	}
+	ids := make(chan string)
+	var wg sync.WaitGroup
+	var firstErr error
+	var mu sync.Mutex
+	for w := 0; w < clients; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range ids {
+				if _, _, err := c.Jobs().Deregister(id, true, (&api.WriteOptions{Namespace: ns}).WithContext(ctx)); err != nil {
+					mu.Lock()
+					firstErr = errors.Join(firstErr, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, j := range stubs {
+		ids <- j.ID
+	}
+	close(ids)
+	wg.Wait()
+	if firstErr != nil {
+		return fmt.Errorf("bench: purge %s jobs: %w", prefix, firstErr)
+	}
+	return nil
+}
+
 func register(ctx context.Context, c *api.Client, ns, prefix string, clients int, d time.Duration) (int64, error) {
 	var n atomic.Int64
 	var firstErr error

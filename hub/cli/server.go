@@ -342,6 +342,7 @@ quote, ledger hold included), and jobs registered per second both ways.`)
 	fs.IntVar(&jc.Clients, "clients", 8, "concurrent submitters in the throughput runs")
 	fs.DurationVar(&jc.Duration, "duration", 5*time.Second, "per throughput run (each side runs twice)")
 	fs.BoolVar(&jc.Pin, "pin", false, "run Nomad on CPU 0 and the hub, PostgreSQL and the clients on CPU 1 (Linux)")
+	fs.StringVar(&jc.CPUProfile, "cpuprofile", "", "write a CPU profile of the hub and clients during the first throughput run through the hub")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
