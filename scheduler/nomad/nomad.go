@@ -42,6 +42,8 @@ type Scheduler struct {
 	nodes nodeCache
 	// offers is the last reading of the machines' offers (Offers).
 	offers offersCache
+	// stream reads Nomad's event stream (watch.go).
+	stream *http.Client
 }
 
 // New connects to Nomad. It does not read NOMAD_* environment variables:
@@ -58,13 +60,14 @@ func New(cfg Config) (*Scheduler, error) {
 	tr := cleanhttp.DefaultPooledTransport()
 	tr.MaxIdleConnsPerHost = 256
 	// Uncompressed: through gzip, Nomad's event stream may hold events and
-	// heartbeats back in the compressor's buffer indefinitely.
+	// heartbeats back in the compressor's buffer (the watch reads the
+	// stream itself, without asking for gzip; nomad/api always asks).
 	tr.DisableCompression = true
 	c, err := api.NewClient(&api.Config{Address: cfg.Address, SecretID: cfg.Token, HttpClient: &http.Client{Transport: tr}})
 	if err != nil {
 		return nil, fmt.Errorf("nomad: %w", err)
 	}
-	return &Scheduler{cfg: cfg, c: c}, nil
+	return &Scheduler{cfg: cfg, c: c, stream: &http.Client{Transport: tr}}, nil
 }
 
 // Namespace is the renter's Nomad namespace.

@@ -2,8 +2,13 @@ package nomad
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,7 +37,7 @@ func (s *Scheduler) WatchAllocations(ctx context.Context, from uint64, log *slog
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		streamCtx, cancel := context.WithCancel(ctx)
-		ch, err := s.c.EventStream().Stream(streamCtx, map[api.Topic][]string{api.TopicAllocation: {"*"}}, last+1, s.query(streamCtx, "*"))
+		ch, err := s.events(streamCtx, last+1)
 		if err == nil {
 			err = s.consume(ch, &last, fn)
 		}
@@ -54,16 +59,67 @@ func (s *Scheduler) WatchAllocations(ctx context.Context, from uint64, log *slog
 	return nil
 }
 
+// events streams Nomad's allocation events from index on, every namespace,
+// as /v1/event/stream sends them: one JSON object per line, "{}" for the
+// heartbeat Nomad sends every 30s. nomad/api's
+// EventStream drops heartbeats, so a quiet stream could not be told from a
+// dead one; here they reach consume, which resets its stall timer.
+func (s *Scheduler) events(ctx context.Context, index uint64) (<-chan *api.Events, error) {
+	u, err := url.Parse(strings.TrimSuffix(s.cfg.Address, "/") + "/v1/event/stream")
+	if err != nil {
+		return nil, fmt.Errorf("nomad: event stream: %w", err)
+	}
+	u.RawQuery = url.Values{"index": {strconv.FormatUint(index, 10)}, "topic": {string(api.TopicAllocation) + ":*"}, "namespace": {"*"}}.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("nomad: event stream: %w", err)
+	}
+	if s.cfg.Token != "" {
+		req.Header.Set("X-Nomad-Token", s.cfg.Token)
+	}
+	resp, err := s.stream.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("nomad: event stream: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		return nil, fmt.Errorf("nomad: event stream: %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	ch := make(chan *api.Events, 10)
+	go func() {
+		defer resp.Body.Close()
+		defer close(ch)
+		dec := json.NewDecoder(resp.Body)
+		for {
+			var evs api.Events
+			if err := dec.Decode(&evs); err != nil {
+				evs = api.Events{Err: err}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case ch <- &evs:
+			}
+			if evs.Err != nil {
+				return
+			}
+		}
+	}()
+	return ch, nil
+}
+
 // fnError marks an error returned by the caller's fn.
 type fnError struct{ err error }
 
 func (e fnError) Error() string { return e.err.Error() }
 
 // StallTimeout is how long a watch waits for anything, an event or one
-// of Nomad's heartbeats (every 10s), before it takes the stream for dead
-// and reconnects: a stream opened while the agent is still starting can
-// stay silent for ever.
-var StallTimeout = 25 * time.Second
+// of Nomad's heartbeats, before it takes the stream for dead and
+// reconnects. Nomad 1.11 sends a heartbeat when the stream opens and then
+// every 30 seconds (nomad/event_endpoint.go: stream.NewJsonStream(ctx,
+// 30*time.Second)), and gives up on a client that has not read for 40.
+var StallTimeout = 45 * time.Second
 
 func (s *Scheduler) consume(ch <-chan *api.Events, last *uint64, fn func(AllocationEvent) error) error {
 	stall := time.NewTimer(StallTimeout)
