@@ -220,6 +220,9 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	apiCfg := cfg.API
 	apiCfg.HubInfo = s.info(signer)
+	if s.Jobs != nil {
+		apiCfg.Unbounded = gateway.Streaming
+	}
 	handler := api.New(apiCfg, deps, cfg.Logger, prometheus.NewRegistry())
 	if s.Jobs != nil {
 		// The Nomad-compatible gateway: renters' stock nomad CLI, with

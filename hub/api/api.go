@@ -166,6 +166,11 @@ type Config struct {
 	// write that times out answers 503 unavailable: it may still commit, and
 	// a retry with the same IDs is safe.
 	RequestTimeout time.Duration
+	// Unbounded picks the requests that run as long as their client reads
+	// (a followed log stream through the Nomad gateway): neither
+	// RequestTimeout nor the server's WriteTimeout applies to them; they
+	// end when the client goes away or the stream does.
+	Unbounded func(*http.Request) bool
 
 	// HubInfo is returned by GET /api/hub.
 	HubInfo HubInfo

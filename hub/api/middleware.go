@@ -116,6 +116,11 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 // timeout bounds the handler with Config.RequestTimeout.
 func (s *Server) timeout(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if s.cfg.Unbounded != nil && s.cfg.Unbounded(c.Request()) {
+			// No write deadline either (http.Server.WriteTimeout).
+			_ = http.NewResponseController(c.Response().Writer).SetWriteDeadline(time.Time{})
+			return next(c)
+		}
 		ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.RequestTimeout)
 		defer cancel()
 		c.SetRequest(c.Request().WithContext(ctx))

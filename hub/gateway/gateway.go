@@ -112,6 +112,13 @@ type Config struct {
 	MaxWait time.Duration
 }
 
+// Streaming reports whether r follows a log (`nomad alloc logs -f`): a
+// response that lasts as long as the renter reads it, which the hub's API
+// must not cut at its request timeout (api.Config.Unbounded).
+func Streaming(r *http.Request) bool {
+	return strings.HasPrefix(r.URL.Path, "/v1/client/fs/logs/") && r.URL.Query().Get("follow") == "true"
+}
+
 // DefaultBodyLimit and DefaultMaxWait are Config's defaults.
 const (
 	DefaultBodyLimit = 1 << 20

@@ -54,6 +54,12 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, hubapi.Config{})
+}
+
+// newEnvWith is newEnv with the API configured by apiCfg.
+func newEnvWith(t *testing.T, apiCfg hubapi.Config) *env {
+	t.Helper()
 	ctx := context.Background()
 	bin := nomadBinary(t)
 	srv := nomadtest.NewTestServer(t, nomadtest.WithContributor(ledger.NewID().String()))
@@ -64,7 +70,7 @@ func newEnv(t *testing.T) *env {
 	if err := sched.EnsureNodePool(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h := apitest.New(t, hubapi.Config{})
+	h := apitest.New(t, apiCfg)
 	policy, err := admission.LoadPolicy("../../policies/admission.hcl")
 	if err != nil {
 		t.Fatal(err)
@@ -799,4 +805,55 @@ func TestGatewayRefuses(t *testing.T) {
 			t.Fatal("parsing registered the job")
 		}
 	})
+}
+
+// TestFollowedLogsOutliveTheRequestTimeout: `nomad alloc logs -f` through
+// the hub streams for as long as the task writes, past the API's request
+// timeout (1s here; 30s in a hub), as the hub wires the API
+// (api.Config.Unbounded = gateway.Streaming).
+func TestFollowedLogsOutliveTheRequestTimeout(t *testing.T) {
+	e := newEnvWith(t, hubapi.Config{RequestTimeout: time.Second, Unbounded: gateway.Streaming})
+	alice, _ := e.renter("alice", 100*ledger.MicroPerSpice)
+	job := e.jobFile("ticks.nomad.hcl", `job "ticks" {
+  type = "batch"
+  group "g" {
+    ephemeral_disk {
+      size = 150
+    }
+    task "t" {
+      driver = "exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "for i in 1 2 3 4 5 6 7 8; do echo tick $i; sleep 0.5; done"]
+      }
+      resources {
+        cpu    = 50
+        memory = 32
+      }
+    }
+  }
+}
+`)
+	e.mustCLI(0, alice, "job", "run", "-detach", job)
+	a := e.waitAlloc("alice", "ticks", api.AllocClientStatusRunning)
+	// Follow from the start for 10s (the CLI follows until interrupted):
+	// the stream outlives the 1s timeout and brings lines the task wrote
+	// seconds after it began.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, e.bin, "alloc", "logs", "-f", a.ID)
+	cmd.Env = append(os.Environ(), "NOMAD_ADDR="+e.hub.URL, "NOMAD_TOKEN="+alice, "NOMAD_NAMESPACE=")
+	b, _ := cmd.Output()
+	out := string(b)
+	for _, want := range []string{"tick 1", "tick 8"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("followed logs lack %q:\n%s", want, out)
+		}
+	}
+	// A request that is not a followed stream is still cut at the timeout.
+	if !gateway.Streaming(httptest.NewRequest("GET", "/v1/client/fs/logs/x?follow=true", nil)) ||
+		gateway.Streaming(httptest.NewRequest("GET", "/v1/client/fs/logs/x", nil)) ||
+		gateway.Streaming(httptest.NewRequest("GET", "/v1/jobs?follow=true", nil)) {
+		t.Error("gateway.Streaming picks the wrong requests")
+	}
 }
