@@ -349,6 +349,8 @@ func TestNomadCLIThroughGateway(t *testing.T) {
 			mustMatch(t, out, `\+/- Job: "hello"`, `MemoryMB:\s+"64" => "96"`,
 				`SpiceRoute quote: up to \d+\.\d{6} SP for 10m0s of 100 MHz CPU, 96 MB memory and 150 MB disk`,
 				`nomad job run -check-index \d+`)
+			// The hub's own meta keys are not shown as removed.
+			mustNotContain(t, out, jobs.MetaHold, jobs.MetaAdmitted)
 			// The plan held nothing more.
 			a, err := e.hub.Store.Account(ctx, aliceAcct)
 			if err != nil {

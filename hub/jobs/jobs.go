@@ -244,9 +244,29 @@ func (s *Service) Plan(ctx context.Context, renter string, j *api.Job, diff bool
 	if err != nil {
 		return nil, market.Quote{}, err
 	}
+	if diff {
+		// The registered version carries the hub's meta keys; without them
+		// here the diff would show them as removed, which a new
+		// registration does not do (it writes them afresh).
+		if cur, err := s.Sched.Job(ctx, renter, *j.ID); err == nil {
+			for _, k := range hubMeta {
+				if v, ok := cur.Meta[k]; ok {
+					if j.Meta == nil {
+						j.Meta = map[string]string{}
+					}
+					j.Meta[k] = v
+				}
+			}
+		} else if !nomad.IsNotFound(err) {
+			return nil, market.Quote{}, fmt.Errorf("jobs: %w", err)
+		}
+	}
 	plan, err := s.Sched.Plan(ctx, renter, j, diff)
 	return plan, c.quote, err
 }
+
+// hubMeta are the meta keys the hub writes on registered jobs.
+var hubMeta = []string{MetaHold, MetaQuote, MetaAccount, MetaAdmitted}
 
 // checked is a job that passed admission's checks.
 type checked struct {
@@ -272,7 +292,7 @@ func (s *Service) check(ctx context.Context, renter string, j *api.Job) (checked
 	if err := s.Sched.Prepare(renter, j); err != nil {
 		return c, err
 	}
-	for _, k := range []string{MetaHold, MetaQuote, MetaAccount, MetaAdmitted} {
+	for _, k := range hubMeta {
 		delete(j.Meta, k) // the hub's to write, never the renter's
 	}
 	var err error
