@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/spiceroute/spiceroute/hub/ledger"
@@ -27,9 +28,29 @@ func (s *Store) Prices(ctx context.Context) (market.Prices, error) {
 
 // PricesIn returns the unit prices in force in region: its newest, else
 // the hub-wide ones.
+//
+// Admission asks on every job: answers are cached for PriceCacheTTL.
+// Prices set through this store are in force at once; set through another
+// hub replica sharing the database, within PriceCacheTTL.
 func (s *Store) PricesIn(ctx context.Context, region string) (market.Prices, error) {
+	now := time.Now()
+	if c, ok := s.prices.Load(region); ok && now.Before(c.(cachedPrices).expires) {
+		return c.(cachedPrices).p, nil
+	}
 	st, err := s.PriceState(ctx, region)
-	return st.Current, err
+	if err != nil {
+		return st.Current, err
+	}
+	s.prices.Store(region, cachedPrices{p: st.Current, expires: now.Add(PriceCacheTTL)})
+	return st.Current, nil
+}
+
+// PriceCacheTTL is how long PricesIn trusts an answer it read.
+const PriceCacheTTL = time.Second
+
+type cachedPrices struct {
+	p       market.Prices
+	expires time.Time
 }
 
 // PriceState returns region's prices in force, the base the market moves
@@ -116,6 +137,7 @@ func (s *Store) SetPricesIn(ctx context.Context, region string, p market.Prices,
 			region, int64(p.CPU), int64(p.Memory), int64(p.Disk), by)
 		return err
 	})
+	s.prices.Clear() // a hub-wide price is every region's fallback
 	if err != nil {
 		return fmt.Errorf("postgres: set prices: %w", err)
 	}
@@ -152,6 +174,7 @@ func (s *Store) RecordMarketPrice(ctx context.Context, region string, version in
 			u.CPU, u.Memory, u.Disk, d.CPUMHz, d.MemoryMB, d.DiskMB, c.CPUMHz, c.MemoryMB, c.DiskMB)
 		return err
 	})
+	s.prices.Clear()
 	if errors.Is(err, errStale) {
 		return false, nil
 	}

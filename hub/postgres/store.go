@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -28,6 +29,23 @@ type Store struct {
 	asyncOnce sync.Once
 	async     *pgxpool.Pool
 	asyncErr  error
+
+	// principals caches Authenticate's answers by token hash for
+	// TokenCacheTTL: every API request authenticates, and most come from
+	// the same few tokens.
+	principals sync.Map // [32]byte → cachedPrincipal
+	// prices caches PricesIn by region (cleared by every price write).
+	prices sync.Map // string → cachedPrices
+}
+
+// TokenCacheTTL is how long Authenticate trusts an answer it read. A token
+// revoked through this store stops working at once; revoked through
+// another hub replica sharing the database, within TokenCacheTTL.
+const TokenCacheTTL = 2 * time.Second
+
+type cachedPrincipal struct {
+	p       auth.Principal
+	expires time.Time
 }
 
 // Open connects to the database at url and applies migrations.
@@ -449,6 +467,10 @@ func (s *Store) CreateToken(ctx context.Context, p auth.Principal, name string) 
 // "unauthenticated" error for unknown or revoked tokens.
 func (s *Store) Authenticate(ctx context.Context, secret string) (auth.Principal, error) {
 	hash := auth.HashToken(secret)
+	now := time.Now()
+	if c, ok := s.principals.Load(hash); ok && now.Before(c.(cachedPrincipal).expires) {
+		return c.(cachedPrincipal).p, nil
+	}
 	var p auth.Principal
 	var role string
 	err := s.pool.QueryRow(ctx, `SELECT principal, role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL`, hash[:]).Scan(&p.Name, &role)
@@ -459,6 +481,7 @@ func (s *Store) Authenticate(ctx context.Context, secret string) (auth.Principal
 		return p, fmt.Errorf("postgres: authenticate: %w", err)
 	}
 	p.Role = auth.Role(role)
+	s.principals.Store(hash, cachedPrincipal{p: p, expires: now.Add(TokenCacheTTL)})
 	return p, nil
 }
 
@@ -466,6 +489,7 @@ func (s *Store) Authenticate(ctx context.Context, secret string) (auth.Principal
 func (s *Store) RevokeToken(ctx context.Context, secret string) error {
 	hash := auth.HashToken(secret)
 	tag, err := s.pool.Exec(ctx, `UPDATE api_tokens SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL`, hash[:])
+	s.principals.Delete(hash) // after the update: a concurrent Authenticate cannot cache it again
 	if err != nil {
 		return fmt.Errorf("postgres: revoke token: %w", err)
 	}
