@@ -313,18 +313,25 @@ transfers over HTTP at a fixed offered rate.`)
 		return ExitError
 	}
 	defer cl.Stop()
-	if _, err := bench.Ledger(ctx, cl, lc, env.Stdout); err != nil {
-		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
-		return ExitError
-	}
+	return benchIn(env, func(tmp string) error {
+		if _, err := bench.Ledger(ctx, cl, lc, env.Stdout); err != nil {
+			return err
+		}
+		hc.TempDir = tmp
+		_, err := bench.HTTP(ctx, cl, hc, env.Stdout)
+		return err
+	})
+}
+
+// benchIn runs a benchmark with a temporary directory that is removed
+// afterwards, and prints its error, if any.
+func benchIn(env Env, run func(tmp string) error) int {
 	tmp, err := os.MkdirTemp("", "spice-bench-")
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
-		return ExitError
+	if err == nil {
+		defer os.RemoveAll(tmp)
+		err = run(filepath.Clean(tmp))
 	}
-	defer os.RemoveAll(tmp)
-	hc.TempDir = filepath.Clean(tmp)
-	if _, err := bench.HTTP(ctx, cl, hc, env.Stdout); err != nil {
+	if err != nil {
 		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
 		return ExitError
 	}
@@ -349,24 +356,16 @@ quote, ledger hold included), and jobs registered per second both ways.`)
 	if jc.NomadBin == "" {
 		jc.NomadBin = "bin/nomad"
 	}
-	tmp, err := os.MkdirTemp("", "spice-bench-")
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
-		return ExitError
-	}
-	defer os.RemoveAll(tmp)
-	jc.TempDir = tmp
-	cl, err := pgcluster.Start(ctx, pgcluster.DefaultConfig())
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
-		return ExitError
-	}
-	defer cl.Stop()
-	if _, err := bench.Jobs(ctx, cl, jc, env.Stdout); err != nil {
-		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
-		return ExitError
-	}
-	return ExitOK
+	return benchIn(env, func(tmp string) error {
+		jc.TempDir = tmp
+		cl, err := pgcluster.Start(ctx, pgcluster.DefaultConfig())
+		if err != nil {
+			return err
+		}
+		defer cl.Stop()
+		_, err = bench.Jobs(ctx, cl, jc, env.Stdout)
+		return err
+	})
 }
 
 func runBenchAgent(ctx context.Context, args []string, env Env) int {
@@ -381,18 +380,11 @@ of one core at a 10s interval.`)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	tmp, err := os.MkdirTemp("", "spice-bench-")
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
-		return ExitError
-	}
-	defer os.RemoveAll(tmp)
-	ac.TempDir = tmp
-	if _, err := bench.Agent(ctx, ac, env.Stdout); err != nil {
-		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
-		return ExitError
-	}
-	return ExitOK
+	return benchIn(env, func(tmp string) error {
+		ac.TempDir = tmp
+		_, err := bench.Agent(ctx, ac, env.Stdout)
+		return err
+	})
 }
 
 func runBenchJoin(ctx context.Context, args []string, env Env) int {
@@ -410,16 +402,9 @@ introduction token the hub minted and the configuration the agent writes.`)
 	if jc.NomadBin == "" {
 		jc.NomadBin = "bin/nomad"
 	}
-	tmp, err := os.MkdirTemp("", "spice-bench-")
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
-		return ExitError
-	}
-	defer os.RemoveAll(tmp)
-	jc.TempDir = tmp
-	if _, err := bench.Join(ctx, jc, env.Stdout); err != nil {
-		fmt.Fprintf(env.Stderr, "Error: %v\n", err)
-		return ExitError
-	}
-	return ExitOK
+	return benchIn(env, func(tmp string) error {
+		jc.TempDir = tmp
+		_, err := bench.Join(ctx, jc, env.Stdout)
+		return err
+	})
 }
