@@ -39,7 +39,7 @@ func (s *Scheduler) WatchAllocations(ctx context.Context, from uint64, log *slog
 		streamCtx, cancel := context.WithCancel(ctx)
 		ch, err := s.events(streamCtx, last+1)
 		if err == nil {
-			err = s.consume(ch, &last, fn)
+			err = s.consume(streamCtx, ch, &last, fn)
 		}
 		cancel()
 		if ctx.Err() != nil {
@@ -121,9 +121,27 @@ func (e fnError) Error() string { return e.err.Error() }
 // 30*time.Second)), and gives up on a client that has not read for 40.
 var StallTimeout = 45 * time.Second
 
-func (s *Scheduler) consume(ch <-chan *api.Events, last *uint64, fn func(AllocationEvent) error) error {
+// LagTimeout is how long a stream that has delivered no event yet may stay
+// behind Nomad's allocations before the watch reconnects: a stream opened
+// while the agent is still starting can send its heartbeats and never an
+// event. Every LagCheckInterval such a watch reads the index of Nomad's
+// allocations; an index the stream has not reached LagTimeout later means
+// it is stuck. (A stream that has delivered events is trusted while its
+// heartbeats come: the allocations' index also moves when they are
+// garbage-collected, which sends no event.)
+var (
+	LagTimeout       = 20 * time.Second
+	LagCheckInterval = 10 * time.Second
+)
+
+func (s *Scheduler) consume(ctx context.Context, ch <-chan *api.Events, last *uint64, fn func(AllocationEvent) error) error {
 	stall := time.NewTimer(StallTimeout)
 	defer stall.Stop()
+	lag := time.NewTicker(LagCheckInterval)
+	defer lag.Stop()
+	var behindIdx uint64 // an allocation index seen in Nomad and not yet in the stream
+	var behindAt time.Time
+	opened := *last
 	for {
 		var evs *api.Events
 		var ok bool
@@ -131,6 +149,20 @@ func (s *Scheduler) consume(ch <-chan *api.Events, last *uint64, fn func(Allocat
 		case evs, ok = <-ch:
 		case <-stall.C:
 			return fmt.Errorf("nomad: event stream silent for %s (no heartbeat)", StallTimeout)
+		case now := <-lag.C:
+			if *last != opened {
+				continue // events flow
+			}
+			if behindIdx != 0 && *last >= behindIdx {
+				behindIdx = 0
+			}
+			if behindIdx != 0 && now.Sub(behindAt) >= LagTimeout {
+				return fmt.Errorf("nomad: event stream stuck: Nomad's allocations reached index %d %s ago, the stream is at %d", behindIdx, now.Sub(behindAt).Round(time.Second), *last)
+			}
+			if idx, err := s.AllocIndex(ctx); err == nil && idx > *last && behindIdx == 0 {
+				behindIdx, behindAt = idx, now
+			}
+			continue
 		}
 		if !ok {
 			break
