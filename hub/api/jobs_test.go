@@ -281,6 +281,10 @@ func TestJobsAPI(t *testing.T) {
 			if !strings.Contains(st.Unplaced, "constraint ${attr.kernel.name} = windows filtered 1 node") {
 				return fmt.Sprintf("win's status says nothing of the constraint: %+v", st)
 			}
+			// Admissions are marked running moments after Nomad has the job.
+			if st.Admission == nil || st.Admission.State != jobs.Running {
+				return fmt.Sprintf("win's admission is not running: %+v", st.Admission)
+			}
 			return ""
 		})
 		if st.Status != "pending" || len(st.Allocations) != 0 || st.Admission == nil || st.Admission.State != jobs.Running {

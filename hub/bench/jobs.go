@@ -28,11 +28,16 @@ import (
 
 // JobsConfig configures the jobs benchmark.
 type JobsConfig struct {
-	NomadBin string        // the nomad binary (required)
-	Samples  int           // submit-to-running samples per side (default 12)
-	Clients  int           // concurrent submitters in the throughput runs (default 8)
-	Duration time.Duration // per throughput run; each side runs twice, interleaved (default 5s)
-	TempDir  string
+	NomadBin string // the nomad binary (required)
+	Samples  int    // submit-to-running samples per side (default 12)
+	Clients  int    // concurrent submitters in the throughput runs (default 8)
+	// Jobs is how many jobs each throughput run registers; each side runs
+	// twice, interleaved (default 3000). Both sides register the same
+	// number: Nomad's cost per job grows with the jobs it holds (it
+	// publishes gauges for each every second), so runs of equal duration
+	// would charge the faster side more per job.
+	Jobs    int
+	TempDir string
 	// PolicyFile is the admission policy whose renter caps the benchmark
 	// lifts (default hub.DefaultPolicyFile).
 	PolicyFile string
@@ -45,7 +50,18 @@ type JobsConfig struct {
 	// and the clients) during the first throughput run through the hub is
 	// written.
 	CPUProfile string
+	// PGStats prints PostgreSQL's statements by total time during the
+	// throughput runs through the hub (the cluster must preload
+	// pg_stat_statements: PGStatsSettings).
+	PGStats bool
+	// NomadProfiles, if set, is a directory where CPU profiles of Nomad's
+	// agent during each throughput run are written (direct-0.prof,
+	// hub-0.prof, ...).
+	NomadProfiles string
 }
+
+// PGStatsSettings are the settings a cluster needs for JobsConfig.PGStats.
+var PGStatsSettings = map[string]string{"shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track": "all"}
 
 // JobsResult is what the jobs benchmark measured.
 type JobsResult struct {
@@ -91,8 +107,8 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 	if cfg.Clients <= 0 {
 		cfg.Clients = 8
 	}
-	if cfg.Duration <= 0 {
-		cfg.Duration = 5 * time.Second
+	if cfg.Jobs <= 0 {
+		cfg.Jobs = 3000
 	}
 	contrib := ledger.NewID()
 	ac := nomadagent.DefaultConfig()
@@ -121,6 +137,9 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 	s, stop, err := startHub(ctx, cl, "bench_jobs", cfg.TempDir, func(hc *hub.Config) {
 		hc.Nomad = nomad.Config{Address: agent.Addr, Token: agent.ManagementToken}
 		hc.PolicyFile = policy
+		// Settlement runs between the throughput runs (settleHub), not
+		// during them at whatever moment its ticker fires.
+		hc.SettleInterval = time.Hour
 	})
 	if err != nil {
 		return nil, err
@@ -187,17 +206,35 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 	fmt.Fprintf(out, "  through the hub   p50 %6.0f ms  p90 %6.0f ms\n", ms(res.HubP50), ms(pct(hl, 90)))
 	fmt.Fprintf(out, "  hub / direct = %.3f (target <= 1.10: %s)\n", res.LatencyRatio, verdict(res.LatencyRatio <= 1.10))
 
-	fmt.Fprintf(out, "jobs: registrations per second, %d clients, 2 × %s each side, alternating:\n", cfg.Clients, cfg.Duration)
-	var dn, hn int64
+	fmt.Fprintf(out, "jobs: registrations per second, %d clients, 2 × %d jobs each side, alternating:\n", cfg.Clients, cfg.Jobs)
+	var dt, ht time.Duration
+	var dcpu, hcpu cpuUse
+	sample := func() cpuUse {
+		return cpuUse{nomad: treeCPU(agent.PID()), postgres: treeCPU(cl.PID()), self: selfCPU()}
+	}
+	if cfg.PGStats {
+		if err := resetPGStats(ctx, s); err != nil {
+			return nil, err
+		}
+	}
 	for round := 0; round < 2; round++ {
-		n, err := register(ctx, direct, directNS, fmt.Sprintf("tp-direct-%d", round), cfg.Clients, cfg.Duration)
+		before := sample()
+		nomadProf := profileNomad(ctx, direct, cfg, fmt.Sprintf("direct-%d", round))
+		took, err := register(ctx, direct, directNS, fmt.Sprintf("tp-direct-%d", round), cfg.Clients, cfg.Jobs)
 		if err != nil {
+			return nil, err
+		}
+		dcpu = dcpu.add(sample().sub(before))
+		if err := <-nomadProf; err != nil {
 			return nil, err
 		}
 		if err := purge(ctx, direct, directNS, fmt.Sprintf("tp-direct-%d", round), cfg.Clients); err != nil {
 			return nil, err
 		}
-		dn += n
+		if err := settled(ctx, direct); err != nil {
+			return nil, err
+		}
+		dt += took
 		var prof *os.File
 		if round == 0 && cfg.CPUProfile != "" {
 			if prof, err = os.Create(cfg.CPUProfile); err != nil {
@@ -207,7 +244,13 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 				return nil, err
 			}
 		}
-		n, err = register(ctx, viaHub, "", fmt.Sprintf("tp-hub-%d", round), cfg.Clients, cfg.Duration)
+		before = sample()
+		nomadProf = profileNomad(ctx, direct, cfg, fmt.Sprintf("hub-%d", round))
+		took, err = register(ctx, viaHub, "", fmt.Sprintf("tp-hub-%d", round), cfg.Clients, cfg.Jobs)
+		hcpu = hcpu.add(sample().sub(before))
+		if perr := <-nomadProf; perr != nil && err == nil {
+			err = perr
+		}
 		if prof != nil {
 			pprof.StopCPUProfile()
 			prof.Close()
@@ -218,14 +261,28 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 		if err := purge(ctx, direct, "renter-bench", fmt.Sprintf("tp-hub-%d", round), cfg.Clients); err != nil {
 			return nil, err
 		}
-		hn += n
+		if err := settled(ctx, direct); err != nil {
+			return nil, err
+		}
+		// The purged jobs' holds are released now, not in the next run.
+		if err := s.Jobs.Settle(ctx); err != nil {
+			return nil, err
+		}
+		ht += took
 	}
-	secs := 2 * cfg.Duration.Seconds()
-	res.DirectRate, res.HubRate = float64(dn)/secs, float64(hn)/secs
+	total := int64(2 * cfg.Jobs)
+	res.DirectRate, res.HubRate = float64(total)/dt.Seconds(), float64(total)/ht.Seconds()
 	res.ThroughputRatio = res.HubRate / res.DirectRate
 	fmt.Fprintf(out, "  nomad directly    %7.1f jobs/s\n", res.DirectRate)
 	fmt.Fprintf(out, "  through the hub   %7.1f jobs/s (each with a quote, a ledger hold and an admission record)\n", res.HubRate)
 	fmt.Fprintf(out, "  hub / direct = %.3f (target >= 0.80: %s)\n", res.ThroughputRatio, verdict(res.ThroughputRatio >= 0.80))
+	fmt.Fprintf(out, "  CPU per registration, directly:     %s\n", dcpu.per(total))
+	fmt.Fprintf(out, "  CPU per registration, through hub:  %s\n", hcpu.per(total))
+	if cfg.PGStats {
+		if err := printPGStats(ctx, s, total, out); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
 }
 
@@ -307,8 +364,6 @@ func toRunning(ctx context.Context, c, watch *api.Client, id, ns, watchNS string
 	}
 }
 
-// register has clients register distinct unplaceable jobs through c for d
-// and returns how many were registered.
 // purge deregisters and purges the jobs a throughput run registered, so
 // that every run starts from the same Nomad state: Nomad's leader publishes
 // a gauge per job summary every second under one lock that registrations
@@ -350,32 +405,90 @@ func purge(ctx context.Context, c *api.Client, ns, prefix string, clients int) e
 	return nil
 }
 
-func register(ctx context.Context, c *api.Client, ns, prefix string, clients int, d time.Duration) (int64, error) {
-	var n atomic.Int64
+// profileNomad reads a CPU profile of Nomad's agent for the first seconds
+// of a throughput run into cfg.NomadProfiles/name.prof, if that is set; the
+// channel yields the outcome.
+func profileNomad(ctx context.Context, c *api.Client, cfg JobsConfig, name string) <-chan error {
+	done := make(chan error, 1)
+	if cfg.NomadProfiles == "" {
+		done <- nil
+		return done
+	}
+	const secs = 4 // a run of 3000 jobs takes 5 s or more on either side
+	go func() {
+		b, err := c.Agent().CPUProfile(api.PprofOptions{Seconds: secs}, (&api.QueryOptions{}).WithContext(ctx))
+		if err == nil {
+			err = os.WriteFile(filepath.Join(cfg.NomadProfiles, name+".prof"), b, 0o644)
+		}
+		if err != nil {
+			err = fmt.Errorf("bench: Nomad's CPU profile: %w", err)
+		}
+		done <- err
+	}()
+	return done
+}
+
+// settled waits until Nomad's scheduler has had no evaluation to process
+// for a while (a run leaves evaluations behind, and a purge one per job),
+// so that a run does not pay for the previous one's. Nomad publishes its
+// broker's gauges about once a second: three readings 500 ms apart must
+// all be zero.
+func settled(ctx context.Context, c *api.Client) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for quiet := 0; quiet < 3; {
+		m, _, err := c.Operator().MetricsSummary((&api.QueryOptions{}).WithContext(ctx))
+		if err != nil {
+			return fmt.Errorf("bench: Nomad's metrics: %w", err)
+		}
+		busy := 0.0
+		for _, g := range m.Gauges {
+			switch g.Name {
+			case "nomad.nomad.broker.total_ready", "nomad.nomad.broker.total_unacked", "nomad.nomad.broker.total_pending", "nomad.nomad.plan.queue_depth":
+				busy += float64(g.Value)
+			}
+		}
+		if quiet++; busy > 0 {
+			quiet = 0
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: Nomad still has %v evaluations to process after 2 minutes", busy)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// register has clients register jobs distinct unplaceable jobs through c
+// and returns how long that took.
+func register(ctx context.Context, c *api.Client, ns, prefix string, clients, jobs int) (time.Duration, error) {
+	var next atomic.Int64
 	var firstErr error
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	end := time.Now().Add(d)
+	start := time.Now()
 	for w := 0; w < clients; w++ {
 		wg.Add(1)
-		go func(w int) {
+		go func() {
 			defer wg.Done()
-			for i := 0; time.Now().Before(end) && ctx.Err() == nil; i++ {
-				if _, _, err := c.Jobs().Register(unplaceable(fmt.Sprintf("%s-%d-%d", prefix, w, i), ns), (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+			for i := next.Add(1); i <= int64(jobs) && ctx.Err() == nil; i = next.Add(1) {
+				if _, _, err := c.Jobs().Register(unplaceable(fmt.Sprintf("%s-%d", prefix, i), ns), (&api.WriteOptions{}).WithContext(ctx)); err != nil {
 					mu.Lock()
 					firstErr = errors.Join(firstErr, err)
 					mu.Unlock()
 					return
 				}
-				n.Add(1)
 			}
-		}(w)
+		}()
 	}
 	wg.Wait()
 	if firstErr != nil {
 		return 0, fmt.Errorf("bench: register: %w", firstErr)
 	}
-	return n.Load(), nil
+	return time.Since(start), ctx.Err()
 }
 
 func pct(ds []time.Duration, p int) time.Duration {
@@ -388,3 +501,60 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 func ptr(v int) *int       { return &v }
 func ptrBool(v bool) *bool { return &v }
+
+// cpuUse is CPU time used by the processes of a throughput run: Nomad's
+// agent, PostgreSQL's server and this process (the hub and the clients).
+type cpuUse struct{ nomad, postgres, self time.Duration }
+
+func (a cpuUse) add(b cpuUse) cpuUse {
+	return cpuUse{a.nomad + b.nomad, a.postgres + b.postgres, a.self + b.self}
+}
+func (a cpuUse) sub(b cpuUse) cpuUse {
+	return cpuUse{a.nomad - b.nomad, a.postgres - b.postgres, a.self - b.self}
+}
+
+// per formats a's CPU per job of n.
+func (a cpuUse) per(n int64) string {
+	if n == 0 {
+		return "no jobs"
+	}
+	f := func(d time.Duration) float64 { return ms(d) / float64(n) }
+	return fmt.Sprintf("nomad %.2f ms, postgres %.2f ms, hub and clients %.2f ms, total %.2f ms",
+		f(a.nomad), f(a.postgres), f(a.self), f(a.nomad+a.postgres+a.self))
+}
+
+// resetPGStats creates pg_stat_statements in the hub's database and
+// forgets what it counted so far.
+func resetPGStats(ctx context.Context, s *hub.Server) error {
+	if _, err := s.Store.Pool().Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
+		return fmt.Errorf("bench: pg_stat_statements (start the cluster with bench.PGStatsSettings): %w", err)
+	}
+	_, err := s.Store.Pool().Exec(ctx, `SELECT pg_stat_statements_reset()`)
+	return err
+}
+
+// printPGStats prints the statements PostgreSQL spent the most time on
+// since resetPGStats, with their calls per job admitted through the hub.
+func printPGStats(ctx context.Context, s *hub.Server, admitted int64, out io.Writer) error {
+	rows, err := s.Store.Pool().Query(ctx, `SELECT calls, total_exec_time, regexp_replace(query, '\s+', ' ', 'g')
+		FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+		ORDER BY total_exec_time DESC LIMIT 15`)
+	if err != nil {
+		return fmt.Errorf("bench: pg_stat_statements: %w", err)
+	}
+	defer rows.Close()
+	fmt.Fprintf(out, "jobs: PostgreSQL statements during the throughput runs (both sides), by execution time:\n")
+	for rows.Next() {
+		var calls int64
+		var total float64
+		var q string
+		if err := rows.Scan(&calls, &total, &q); err != nil {
+			return err
+		}
+		if len(q) > 110 {
+			q = q[:110] + "…"
+		}
+		fmt.Fprintf(out, "  %7.2f calls/job %8.1f ms  %s\n", float64(calls)/float64(max(admitted, 1)), total, q)
+	}
+	return rows.Err()
+}

@@ -28,23 +28,13 @@ func descendantsOf(pid int) []int {
 	parent := map[int]int{}
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, f := range stats {
-		b, err := os.ReadFile(f)
+		p, err := strconv.Atoi(filepath.Base(filepath.Dir(f)))
 		if err != nil {
 			continue
 		}
-		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
+		if fields, ok := statFields(p); ok && len(fields) >= 2 {
+			parent[p], _ = strconv.Atoi(fields[1])
 		}
-		fields := strings.Fields(s[i+1:])
-		if len(fields) < 2 {
-			continue
-		}
-		p, _ := strconv.Atoi(strings.TrimSpace(s[:strings.IndexByte(s, ' ')]))
-		pp, _ := strconv.Atoi(fields[1])
-		parent[p] = pp
 	}
 	var out []int
 	for p := range parent {

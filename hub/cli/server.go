@@ -347,9 +347,11 @@ quote, ledger hold included), and jobs registered per second both ways.`)
 	fs.StringVar(&jc.NomadBin, "nomad", env.Getenv("SPICE_NOMAD_BIN"), "the nomad binary (default: env SPICE_NOMAD_BIN, else bin/nomad)")
 	fs.IntVar(&jc.Samples, "samples", 12, "latency samples per side")
 	fs.IntVar(&jc.Clients, "clients", 8, "concurrent submitters in the throughput runs")
-	fs.DurationVar(&jc.Duration, "duration", 5*time.Second, "per throughput run (each side runs twice)")
+	fs.IntVar(&jc.Jobs, "jobs", 3000, "jobs per throughput run (each side runs twice)")
 	fs.BoolVar(&jc.Pin, "pin", false, "run Nomad on CPU 0 and the hub, PostgreSQL and the clients on CPU 1 (Linux)")
 	fs.StringVar(&jc.CPUProfile, "cpuprofile", "", "write a CPU profile of the hub and clients during the first throughput run through the hub")
+	fs.StringVar(&jc.NomadProfiles, "nomadprofiles", "", "write CPU profiles of Nomad's agent during each throughput run into this directory")
+	fs.BoolVar(&jc.PGStats, "pgstats", false, "print PostgreSQL's busiest statements during the throughput runs (pg_stat_statements)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -358,7 +360,11 @@ quote, ledger hold included), and jobs registered per second both ways.`)
 	}
 	return benchIn(env, func(tmp string) error {
 		jc.TempDir = tmp
-		cl, err := pgcluster.Start(ctx, pgcluster.DefaultConfig())
+		pc := pgcluster.DefaultConfig()
+		if jc.PGStats {
+			pc.ExtraSettings = bench.PGStatsSettings
+		}
+		cl, err := pgcluster.Start(ctx, pc)
 		if err != nil {
 			return err
 		}

@@ -60,12 +60,15 @@ const (
 	DefaultLag        = 5 * time.Second
 )
 
-// biller is the settlement loop's state, created on first use.
+// biller is the service's state, created on first use.
 type biller struct {
 	mu      sync.Mutex // serializes Settle
 	cacheMu sync.Mutex
 	nodes   map[string]machine // by node ID
 	kick    chan struct{}
+
+	running marker
+	payers  sync.Map // renter → []ledger.ID, its renter accounts
 }
 
 var billers sync.Map // *Service → *biller

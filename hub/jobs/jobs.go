@@ -150,9 +150,7 @@ func (s *Service) Submit(ctx context.Context, renter string, account ledger.ID, 
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	if rec.State == Admitted {
-		if err := s.Store.SetAdmissionState(ctx, rec.Key, Running, ""); err != nil {
-			return nil, fmt.Errorf("jobs: %w", err)
-		}
+		s.b().running.mark(rec.Key, s.Store.MarkRunning, s.log())
 	}
 	return &Admission{JobID: *j.ID, Namespace: s.Sched.Namespace(renter), Key: rec.Key, Quote: rec.Quote, Hold: hold.ID,
 		EvalID: reg.EvalID, EvalCreateIndex: reg.EvalCreateIndex, JobModifyIndex: reg.JobModifyIndex, Warnings: reg.Warnings}, nil
@@ -181,6 +179,20 @@ const CodeAdmissionConflict coded.Code = "admission_conflict"
 // a new one: the n-th run of the same spec gets key hash(base, n), so
 // running a job again after it ended holds afresh.
 func (s *Service) admission(ctx context.Context, renter string, account ledger.ID, jobID, base string, quote market.Quote) (*Record, error) {
+	insert := func(n int) (*Record, error) {
+		h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d", base, n)))
+		key := hex.EncodeToString(h[:16])
+		// A concurrent identical submission may insert first: use the stored one.
+		return s.Store.InsertAdmission(ctx, &Record{Key: key, Base: base, Renter: renter, JobID: jobID, Account: account, Quote: quote, State: Admitted,
+			Hold: settle.Hold{ID: settle.ID(key, 0, "hold"), Renter: account, Amount: quote.Max}})
+	}
+	// Most submissions are a spec's first: its first key is free, and one
+	// statement records it. If the first key is taken and still open, it is
+	// the spec's open admission (the n-th key exists only once the earlier
+	// ones ended).
+	if rec, err := insert(0); err != nil || rec.Open() {
+		return rec, err
+	}
 	recs, err := s.Store.BaseAdmissions(ctx, base)
 	if err != nil {
 		return nil, err
@@ -190,11 +202,7 @@ func (s *Service) admission(ctx context.Context, renter string, account ledger.I
 			return r, nil
 		}
 	}
-	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d", base, len(recs))))
-	key := hex.EncodeToString(h[:16])
-	// A concurrent identical submission may insert first: use the stored one.
-	return s.Store.InsertAdmission(ctx, &Record{Key: key, Base: base, Renter: renter, JobID: jobID, Account: account, Quote: quote, State: Admitted,
-		Hold: settle.Hold{ID: settle.ID(key, 0, "hold"), Renter: account, Amount: quote.Max}})
+	return insert(len(recs))
 }
 
 // holdTimeout is how long an admission hold lives: the job's maximum
@@ -222,13 +230,32 @@ const MetaPayFrom = "spiceroute_pay_from"
 const CodeNoAccount coded.Code = "no_renter_account"
 
 func (s *Service) payingAccount(ctx context.Context, renter, want string) (ledger.ID, error) {
+	// An account's owner and kind never change, and accounts are never
+	// deleted: the renter accounts read once stay the renter's. Only an
+	// account created since is looked up again.
+	if v, ok := s.b().payers.Load(renter); ok {
+		for _, id := range v.([]ledger.ID) {
+			if want == "" || id.String() == want {
+				return id, nil
+			}
+		}
+	}
 	accts, err := s.Accounts.Owned(ctx, renter)
 	if err != nil {
 		return ledger.ID{}, fmt.Errorf("jobs: accounts of %s: %w", renter, err)
 	}
+	var ids []ledger.ID
 	for _, a := range accts {
-		if a.Kind == ledger.KindRenter && (want == "" || a.ID.String() == want) {
-			return a.ID, nil
+		if a.Kind == ledger.KindRenter {
+			ids = append(ids, a.ID)
+		}
+	}
+	if len(ids) > 0 {
+		s.b().payers.Store(renter, ids)
+	}
+	for _, id := range ids {
+		if want == "" || id.String() == want {
+			return id, nil
 		}
 	}
 	if want != "" {

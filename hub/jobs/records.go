@@ -42,7 +42,10 @@ type Record struct {
 }
 
 // Open reports whether the admission is still billed.
-func (r *Record) Open() bool { return r.State == Admitted || r.State == Running }
+func (r *Record) Open() bool { return r.State.Open() }
+
+// Open reports whether an admission in state s may still run and charge.
+func (s State) Open() bool { return s == Admitted || s == Running }
 
 // AllocRecord is an allocation of an admitted job: what Nomad last said
 // about it and what it paid.
@@ -127,6 +130,9 @@ type Store interface {
 	// JobAdmissions lists a renter's admissions of a job, newest first.
 	JobAdmissions(ctx context.Context, renter, jobID string, limit int) ([]*Record, error)
 	SetAdmissionState(ctx context.Context, key string, s State, detail string) error
+	// MarkRunning moves the admissions keys that are still admitted to
+	// running.
+	MarkRunning(ctx context.Context, keys []string) error
 	// Uninvoiced lists settled admissions that have no invoice yet.
 	Uninvoiced(ctx context.Context) ([]*Record, error)
 	// IssueJobInvoice numbers and stores inv and records it on the

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/spiceroute/spiceroute/hub/admission"
 	"github.com/spiceroute/spiceroute/hub/coded"
 	"github.com/spiceroute/spiceroute/hub/jobs"
 	"github.com/spiceroute/spiceroute/hub/ledger"
@@ -90,27 +89,13 @@ func (s *Store) InsertAdmission(ctx context.Context, r *jobs.Record) (*jobs.Reco
 	if err != nil {
 		return nil, fmt.Errorf("postgres: admission %s: %w", r.Key, err)
 	}
+	s.recorded(&stored)
 	return &stored, nil
 }
 
 // BaseAdmissions lists the admissions ever made with base, oldest first.
 func (s *Store) BaseAdmissions(ctx context.Context, base string) ([]*jobs.Record, error) {
 	return s.queryAdmissions(ctx, `WHERE base = $1 ORDER BY created_at`, base)
-}
-
-// RenterUsage sums what a renter's open admissions hold, those of job
-// exclude excepted.
-func (s *Store) RenterUsage(ctx context.Context, renter, exclude string) (admission.Usage, error) {
-	var u admission.Usage
-	var cpu, mem int64
-	err := s.pool.QueryRow(ctx, `SELECT count(DISTINCT job_id),
-		coalesce(sum((quote->'resources'->>'cpu_mhz')::bigint), 0), coalesce(sum((quote->'resources'->>'memory_mb')::bigint), 0)
-		FROM job_admissions WHERE renter = $1 AND state IN ('admitted', 'running') AND job_id <> $2`, renter, exclude).Scan(&u.Jobs, &cpu, &mem)
-	if err != nil {
-		return u, fmt.Errorf("postgres: usage of %s: %w", renter, err)
-	}
-	u.CPUMHz, u.MemoryMB = int(cpu), int(mem)
-	return u, nil
 }
 
 // Admission returns one admission.
@@ -150,10 +135,30 @@ func (s *Store) SetAdmissionState(ctx context.Context, key string, st jobs.State
 	if err != nil {
 		return err
 	}
-	_, err = async.Exec(ctx, `UPDATE job_admissions SET state = $2, detail = $3,
-		ended_at = CASE WHEN $2 IN ('settled', 'released', 'failed') THEN now() ELSE ended_at END WHERE key = $1`, key, string(st), detail)
+	var renter string
+	err = async.QueryRow(ctx, `UPDATE job_admissions SET state = $2, detail = $3,
+		ended_at = CASE WHEN $2 IN ('settled', 'released', 'failed') THEN now() ELSE ended_at END WHERE key = $1 RETURNING renter`, key, string(st), detail).Scan(&renter)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("postgres: admission %s: %w", key, err)
+	}
+	if !st.Open() {
+		s.forgetUsage(renter)
+	}
+	return nil
+}
+
+// MarkRunning records that the jobs of admissions keys reached Nomad: those
+// still admitted become running.
+func (s *Store) MarkRunning(ctx context.Context, keys []string) error {
+	async, err := s.asyncPool(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := async.Exec(ctx, `UPDATE job_admissions SET state = 'running' WHERE key = ANY($1) AND state = 'admitted'`, keys); err != nil {
+		return fmt.Errorf("postgres: mark %d admissions running: %w", len(keys), err)
 	}
 	return nil
 }
@@ -317,11 +322,15 @@ func (s *Store) ApplySettlement(ctx context.Context, st *jobs.Settlement) error 
 	case jobs.KindRelease:
 		set += `, state = 'released', ended_at = now(), hold = jsonb_set(hold, '{amount}', '0')`
 	}
-	if _, err := tx.Exec(ctx, `UPDATE job_admissions SET `+set+` WHERE key = $1`, args...); err != nil {
+	var renter string
+	if err := tx.QueryRow(ctx, `UPDATE job_admissions SET `+set+` WHERE key = $1 RETURNING renter`, args...).Scan(&renter); err != nil {
 		return fmt.Errorf("postgres: apply settlement %d: %w", st.ID, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("postgres: apply settlement %d: %w", st.ID, err)
+	}
+	if st.Kind == jobs.KindFinal || st.Kind == jobs.KindRelease {
+		s.forgetUsage(renter)
 	}
 	st.State = "applied"
 	return nil

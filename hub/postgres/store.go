@@ -36,6 +36,8 @@ type Store struct {
 	principals sync.Map // [32]byte → cachedPrincipal
 	// prices caches PricesIn by region (cleared by every price write).
 	prices sync.Map // string → cachedPrices
+	// usage caches RenterUsage by renter (UsageCacheTTL).
+	usage sync.Map // string → *renterUsage
 }
 
 // TokenCacheTTL is how long Authenticate trusts an answer it read. A token
@@ -116,6 +118,9 @@ var (
 // accounts and transfers, update the changed balances, and append the log
 // batch. One fsync per batch is what makes group commit fast.
 func (s *Store) Commit(ctx context.Context, c *ledger.Commit) error {
+	if len(c.Accounts) == 0 && len(c.Transfers) <= pipelineMax {
+		return s.commitPipelined(ctx, c)
+	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: commit: %w", err)
