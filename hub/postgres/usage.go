@@ -25,8 +25,13 @@ type renterUsage struct {
 	jobs  map[string]admission.Usage
 	total admission.Usage // the sum of jobs, Jobs counting them
 	// recent are admissions recorded through this store, kept until a read
-	// that started after they were recorded includes them.
-	recent []recentAdmission
+	// that started after they were recorded includes them; recentByJob
+	// sums them per job (Jobs: how many) and recentSum in all, and extra
+	// counts their jobs that jobs does not have.
+	recent      []recentAdmission
+	recentByJob map[string]admission.Usage
+	recentSum   admission.Usage
+	extra       int
 	// reading is closed when the read in progress ends (nil: none).
 	reading chan struct{}
 	// forgot is when an admission of the renter last ended: a read that
@@ -90,13 +95,13 @@ func (s *Store) RenterUsage(ctx context.Context, renter, exclude string) (admiss
 			u.total.MemoryMB += j.MemoryMB
 		}
 		// An admission recorded before the read started is in it.
-		kept := u.recent[:0]
-		for _, r := range u.recent {
+		recent := u.recent
+		u.recent, u.recentByJob, u.recentSum, u.extra = nil, nil, admission.Usage{}, 0
+		for _, r := range recent {
 			if !r.at.Before(start) {
-				kept = append(kept, r)
+				u.addRecent(r)
 			}
 		}
-		u.recent = kept
 		u.mu.Unlock()
 	}
 }
@@ -104,27 +109,35 @@ func (s *Store) RenterUsage(ctx context.Context, renter, exclude string) (admiss
 // sum is the usage of every open admission but job exclude's; u.mu held.
 func (u *renterUsage) sum(exclude string) admission.Usage {
 	t := u.total
-	if j, ok := u.jobs[exclude]; ok {
+	t.Jobs += u.extra
+	t.CPUMHz += u.recentSum.CPUMHz
+	t.MemoryMB += u.recentSum.MemoryMB
+	j, read := u.jobs[exclude]
+	r, recent := u.recentByJob[exclude]
+	if read || recent {
 		t.Jobs--
-		t.CPUMHz -= j.CPUMHz
-		t.MemoryMB -= j.MemoryMB
-	}
-	var seen map[string]bool
-	for _, r := range u.recent {
-		if r.job == exclude {
-			continue
-		}
-		if _, ok := u.jobs[r.job]; !ok && !seen[r.job] {
-			if seen == nil {
-				seen = map[string]bool{}
-			}
-			seen[r.job] = true
-			t.Jobs++
-		}
-		t.CPUMHz += r.use.CPUMHz
-		t.MemoryMB += r.use.MemoryMB
+		t.CPUMHz -= j.CPUMHz + r.CPUMHz
+		t.MemoryMB -= j.MemoryMB + r.MemoryMB
 	}
 	return t
+}
+
+// addRecent counts r; u.mu held.
+func (u *renterUsage) addRecent(r recentAdmission) {
+	u.recent = append(u.recent, r)
+	if u.recentByJob == nil {
+		u.recentByJob = map[string]admission.Usage{}
+	}
+	j, ok := u.recentByJob[r.job]
+	if _, read := u.jobs[r.job]; !ok && !read {
+		u.extra++
+	}
+	j.Jobs++
+	j.CPUMHz += r.use.CPUMHz
+	j.MemoryMB += r.use.MemoryMB
+	u.recentByJob[r.job] = j
+	u.recentSum.CPUMHz += r.use.CPUMHz
+	u.recentSum.MemoryMB += r.use.MemoryMB
 }
 
 // recorded counts an admission this store has just inserted.
@@ -136,7 +149,7 @@ func (s *Store) recorded(r *jobs.Record) {
 		return // never read: the first read will include it
 	}
 	res := r.Quote.Resources
-	u.recent = append(u.recent, recentAdmission{job: r.JobID, at: time.Now(),
+	u.addRecent(recentAdmission{job: r.JobID, at: time.Now(),
 		use: admission.Usage{CPUMHz: int(res.CPUMHz), MemoryMB: int(res.MemoryMB)}})
 }
 
