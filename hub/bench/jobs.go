@@ -50,9 +50,9 @@ type JobsConfig struct {
 	// and the clients) during the first throughput run through the hub is
 	// written.
 	CPUProfile string
-	// PGStats prints PostgreSQL's statements by total time during the
-	// throughput runs through the hub (the cluster must preload
-	// pg_stat_statements: PGStatsSettings).
+	// PGStats prints PostgreSQL's statements by total time from the first
+	// throughput run to the last, both sides and the settlements between
+	// them (the cluster must preload pg_stat_statements: PGStatsSettings).
 	PGStats bool
 	// NomadProfiles, if set, is a directory where CPU profiles of Nomad's
 	// agent during each throughput run are written (direct-0.prof,
@@ -147,8 +147,8 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 	s, stop, err := startHub(ctx, cl, "bench_jobs", cfg.TempDir, func(hc *hub.Config) {
 		hc.Nomad = nomad.Config{Address: agent.Addr, Token: agent.ManagementToken}
 		hc.PolicyFile = policy
-		// Settlement runs between the throughput runs (settleHub), not
-		// during them at whatever moment its ticker fires.
+		// Settlement runs between the throughput runs (s.Jobs.Settle
+		// below), not during them at whatever moment its ticker fires.
 		hc.SettleInterval = time.Hour
 	})
 	if err != nil {

@@ -74,6 +74,11 @@ type biller struct {
 var billers sync.Map // *Service → *biller
 
 func (s *Service) b() *biller {
+	// Load first: every submission calls this, and LoadOrStore alone
+	// would build a biller each time only to drop it.
+	if v, ok := billers.Load(s); ok {
+		return v.(*biller)
+	}
 	v, _ := billers.LoadOrStore(s, &biller{nodes: map[string]machine{}, kick: make(chan struct{}, 1)})
 	return v.(*biller)
 }

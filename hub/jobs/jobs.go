@@ -230,14 +230,20 @@ const MetaPayFrom = "spiceroute_pay_from"
 const CodeNoAccount coded.Code = "no_renter_account"
 
 func (s *Service) payingAccount(ctx context.Context, renter, want string) (ledger.ID, error) {
+	pick := func(ids []ledger.ID) (ledger.ID, bool) {
+		for _, id := range ids {
+			if want == "" || id.String() == want {
+				return id, true
+			}
+		}
+		return ledger.ID{}, false
+	}
 	// An account's owner and kind never change, and accounts are never
 	// deleted: the renter accounts read once stay the renter's. Only an
 	// account created since is looked up again.
 	if v, ok := s.b().payers.Load(renter); ok {
-		for _, id := range v.([]ledger.ID) {
-			if want == "" || id.String() == want {
-				return id, nil
-			}
+		if id, ok := pick(v.([]ledger.ID)); ok {
+			return id, nil
 		}
 	}
 	accts, err := s.Accounts.Owned(ctx, renter)
@@ -253,10 +259,8 @@ func (s *Service) payingAccount(ctx context.Context, renter, want string) (ledge
 	if len(ids) > 0 {
 		s.b().payers.Store(renter, ids)
 	}
-	for _, id := range ids {
-		if want == "" || id.String() == want {
-			return id, nil
-		}
+	if id, ok := pick(ids); ok {
+		return id, nil
 	}
 	if want != "" {
 		return ledger.ID{}, coded.Errorf(CodeNoAccount, "meta %s: %s is not a renter account of %s", MetaPayFrom, want, renter)

@@ -18,7 +18,7 @@ import (
 const pipelineMax = 64
 
 // commitPipelined is Commit for a commit of transfers only, at most
-// pipelineMax of them. The statements are sent together and followed by a
+// pipelineMax of them, whose log batch Commit has checked. The statements are sent together and followed by a
 // single Sync, so PostgreSQL runs them as one transaction: any error rolls
 // back all of them.
 func (s *Store) commitPipelined(ctx context.Context, c *ledger.Commit) error {
@@ -39,32 +39,17 @@ func (s *Store) commitPipelined(ctx context.Context, c *ledger.Commit) error {
 			ids, dr, cr, amount, pend, timeout, code, userData, flags, ts, logIndex)
 	}
 	if n := len(c.Balances); n > 0 {
-		ids := make([][16]byte, n)
-		dp, dpo, cp, cpo := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
-		for i, a := range c.Balances {
-			ids[i] = a.ID
-			dp[i], dpo[i], cp[i], cpo[i] = int64(a.DebitsPending), int64(a.DebitsPosted), int64(a.CreditsPending), int64(a.CreditsPosted)
-		}
 		// The transaction cannot be rolled back from here once the
 		// statements are sent: a balance update that misses an account
 		// fails inside the database instead (casting the message to an
 		// integer raises an error that carries it; the message depends on
 		// the count, or the planner would evaluate the cast up front).
-		b.Queue(`WITH u AS (UPDATE accounts a SET debits_pending = u.dp, debits_posted = u.dpo, credits_pending = u.cp, credits_posted = u.cpo
-			FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS u(id, dp, dpo, cp, cpo) WHERE a.id = u.id RETURNING 1)
+		b.Queue(`WITH u AS (`+updateBalances+` RETURNING 1)
 			SELECT CASE WHEN count(*) = $6 THEN 0 ELSE ('balance update missed an account: ' || count(*) || ' of ' || $6 || ' updated')::integer END FROM u`,
-			ids, dp, dpo, cp, cpo, n)
+			append(balanceArgs(c.Balances), n)...)
 	}
-	if n := len(c.Log.Entries); n > 0 {
-		if n != len(c.Transfers) {
-			return fmt.Errorf("postgres: commit log: %d leaves for %d transfers", n, len(c.Transfers))
-		}
-		hashes := make([]byte, 0, 32*len(c.Log.Hashes))
-		for _, h := range c.Log.Hashes {
-			hashes = append(hashes, h[:]...)
-		}
-		b.Queue(`INSERT INTO log_batches (first_index, count, first_hash_index, hashes) VALUES ($1, $2, $3, $4)`,
-			c.Log.FirstIndex, n, c.Log.FirstHashIndex, hashes)
+	if len(c.Log.Entries) > 0 {
+		b.Queue(insertLogBatch, logBatchArgs(c.Log)...)
 	}
 	if b.Len() == 0 {
 		return nil

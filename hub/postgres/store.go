@@ -118,6 +118,10 @@ var (
 // accounts and transfers, update the changed balances, and append the log
 // batch. One fsync per batch is what makes group commit fast.
 func (s *Store) Commit(ctx context.Context, c *ledger.Commit) error {
+	// The leaves themselves are the rows the commit writes (see leaves).
+	if n := len(c.Log.Entries); n > 0 && n != len(c.Accounts)+len(c.Transfers) {
+		return fmt.Errorf("postgres: commit log: %d leaves for %d accounts and %d transfers", n, len(c.Accounts), len(c.Transfers))
+	}
 	if len(c.Accounts) == 0 && len(c.Transfers) <= pipelineMax {
 		return s.commitPipelined(ctx, c)
 	}
@@ -136,35 +140,17 @@ func (s *Store) Commit(ctx context.Context, c *ledger.Commit) error {
 			return fmt.Errorf("postgres: commit transfers: %w", err)
 		}
 	}
-	if len(c.Balances) > 0 {
-		ids := make([][16]byte, len(c.Balances))
-		var dp, dpo, cp, cpo = make([]int64, len(ids)), make([]int64, len(ids)), make([]int64, len(ids)), make([]int64, len(ids))
-		for i, a := range c.Balances {
-			ids[i] = a.ID
-			dp[i], dpo[i], cp[i], cpo[i] = int64(a.DebitsPending), int64(a.DebitsPosted), int64(a.CreditsPending), int64(a.CreditsPosted)
-		}
-		tag, err := tx.Exec(ctx, `UPDATE accounts a SET debits_pending = u.dp, debits_posted = u.dpo, credits_pending = u.cp, credits_posted = u.cpo
-			FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS u(id, dp, dpo, cp, cpo) WHERE a.id = u.id`,
-			ids, dp, dpo, cp, cpo)
+	if n := len(c.Balances); n > 0 {
+		tag, err := tx.Exec(ctx, updateBalances, balanceArgs(c.Balances)...)
 		if err != nil {
 			return fmt.Errorf("postgres: commit balances: %w", err)
 		}
-		if tag.RowsAffected() != int64(len(ids)) {
-			return fmt.Errorf("postgres: commit balances: updated %d of %d accounts", tag.RowsAffected(), len(ids))
+		if tag.RowsAffected() != int64(n) {
+			return fmt.Errorf("postgres: commit balances: updated %d of %d accounts", tag.RowsAffected(), n)
 		}
 	}
-	if n := len(c.Log.Entries); n > 0 {
-		// The leaves themselves are the rows just written (see leaves).
-		if n != len(c.Accounts)+len(c.Transfers) {
-			return fmt.Errorf("postgres: commit log: %d leaves for %d accounts and %d transfers", n, len(c.Accounts), len(c.Transfers))
-		}
-		hashes := make([]byte, 0, 32*len(c.Log.Hashes))
-		for _, h := range c.Log.Hashes {
-			hashes = append(hashes, h[:]...)
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO log_batches (first_index, count, first_hash_index, hashes) VALUES ($1, $2, $3, $4)`,
-			c.Log.FirstIndex, n, c.Log.FirstHashIndex, hashes)
-		if err != nil {
+	if len(c.Log.Entries) > 0 {
+		if _, err := tx.Exec(ctx, insertLogBatch, logBatchArgs(c.Log)...); err != nil {
 			return fmt.Errorf("postgres: commit log: %w", err)
 		}
 	}
@@ -172,6 +158,33 @@ func (s *Store) Commit(ctx context.Context, c *ledger.Commit) error {
 		return fmt.Errorf("postgres: commit: %w", err)
 	}
 	return nil
+}
+
+// updateBalances sets the balances of the accounts in balanceArgs.
+const updateBalances = `UPDATE accounts a SET debits_pending = u.dp, debits_posted = u.dpo, credits_pending = u.cp, credits_posted = u.cpo
+	FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS u(id, dp, dpo, cp, cpo) WHERE a.id = u.id`
+
+// balanceArgs are updateBalances' arguments for accounts as.
+func balanceArgs(as []ledger.Account) []any {
+	n := len(as)
+	ids := make([][16]byte, n)
+	dp, dpo, cp, cpo := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	for i, a := range as {
+		ids[i] = a.ID
+		dp[i], dpo[i], cp[i], cpo[i] = int64(a.DebitsPending), int64(a.DebitsPosted), int64(a.CreditsPending), int64(a.CreditsPosted)
+	}
+	return []any{ids, dp, dpo, cp, cpo}
+}
+
+const insertLogBatch = `INSERT INTO log_batches (first_index, count, first_hash_index, hashes) VALUES ($1, $2, $3, $4)`
+
+// logBatchArgs are insertLogBatch's arguments for a commit's log batch.
+func logBatchArgs(b translog.Batch) []any {
+	hashes := make([]byte, 0, 32*len(b.Hashes))
+	for _, h := range b.Hashes {
+		hashes = append(hashes, h[:]...)
+	}
+	return []any{b.FirstIndex, len(b.Entries), b.FirstHashIndex, hashes}
 }
 
 // ScanLog streams every log leaf in order.

@@ -11,10 +11,10 @@ import (
 )
 
 // UsageCacheTTL is how long RenterUsage trusts the open admissions it read
-// of a renter. Admissions recorded through this store count at once; an
-// admission that ends counts until the next read (caps err on the safe
-// side), and one recorded through another hub replica sharing the
-// database counts within UsageCacheTTL.
+// of a renter. Admissions recorded or ended through this store count, or
+// stop counting, at once; those recorded or ended through another hub
+// replica sharing the database do within UsageCacheTTL (an ended one
+// counting a moment longer errs on the safe side).
 const UsageCacheTTL = time.Second
 
 // renterUsage is what a renter's open admissions hold: per job as last read
@@ -26,8 +26,8 @@ type renterUsage struct {
 	total admission.Usage // the sum of jobs, Jobs counting them
 	// recent are admissions recorded through this store, kept until a read
 	// that started after they were recorded includes them; recentByJob
-	// sums them per job (Jobs: how many) and recentSum in all, and extra
-	// counts their jobs that jobs does not have.
+	// sums them per job and recentSum in all, and extra counts their jobs
+	// that jobs does not have.
 	recent      []recentAdmission
 	recentByJob map[string]admission.Usage
 	recentSum   admission.Usage
@@ -46,6 +46,9 @@ type recentAdmission struct {
 }
 
 func (s *Store) usageOf(renter string) *renterUsage {
+	if u, ok := s.usage.Load(renter); ok {
+		return u.(*renterUsage)
+	}
 	u, _ := s.usage.LoadOrStore(renter, &renterUsage{})
 	return u.(*renterUsage)
 }
@@ -132,7 +135,6 @@ func (u *renterUsage) addRecent(r recentAdmission) {
 	if _, read := u.jobs[r.job]; !ok && !read {
 		u.extra++
 	}
-	j.Jobs++
 	j.CPUMHz += r.use.CPUMHz
 	j.MemoryMB += r.use.MemoryMB
 	u.recentByJob[r.job] = j
