@@ -77,6 +77,12 @@ func New(cfg Config) (*Scheduler, error) {
 // the compressor's buffers), to save bytes on the hub's own link to it.
 type identity struct{ http.RoundTripper }
 
+// Uncompressed wraps rt (an http.Transport with DisableCompression set) to
+// ask Nomad for uncompressed responses, as the hub's own client does (the
+// jobs benchmark's direct client uses it, so that Nomad directly is
+// measured at its best).
+func Uncompressed(rt http.RoundTripper) http.RoundTripper { return identity{rt} }
+
 func (t identity) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.Header.Get("Accept-Encoding") != "" {
 		r = r.Clone(r.Context())
