@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spiceroute/spiceroute/hub/coded"
@@ -84,6 +85,10 @@ type Ledger struct {
 	once    sync.Once
 
 	failed chan struct{} // the committer failed a commit; the writer must reload
+	idle   chan struct{} // the committer finished a group
+
+	sent      uint64        // groups handed to the committer (writer only)
+	committed atomic.Uint64 // groups the committer finished
 
 	// Owned by the writer goroutine.
 	st    *state
@@ -121,6 +126,7 @@ func Open(ctx context.Context, store Store, cfg Config) (*Ledger, error) {
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 		failed:  make(chan struct{}, 1),
+		idle:    make(chan struct{}, 1),
 	}
 	if err := l.load(ctx); err != nil {
 		return nil, err
@@ -235,11 +241,16 @@ func (l *Ledger) Close() error {
 	return nil
 }
 
-// run is the writer: it takes every queued request (up to MaxCommit items),
-// validates them in order against the in-memory state and hands the group to
-// the committer, which makes it durable in one store transaction and only
-// then answers. While group k commits, the writer validates group k+1
-// (pipelining): the CPU work of validation overlaps the database's.
+// run is the writer: it validates queued requests in order against the
+// in-memory state, in groups, and hands each group to the committer, which
+// makes it durable in one store transaction and only then answers.
+//
+// A group is cut when the committer is idle: every request that arrives
+// while a commit is in flight waits in the next group, so under load a
+// request waits for at most the commit in flight and its own. Only when a
+// whole group (MaxCommit items) is waiting does the writer validate it
+// while the previous one commits (pipelining, for throughput), never more
+// than one group ahead.
 func (l *Ledger) run() {
 	commits := make(chan *group, 1)
 	committerDone := make(chan struct{})
@@ -251,17 +262,36 @@ func (l *Ledger) run() {
 	}()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var pending []*request
+	items, expired := 0, false
 	for {
 		l.armExpiry(timer)
-		var first *request
 		select {
-		case first = <-l.reqs:
+		case r := <-l.reqs:
+			pending = append(pending, r)
+			items += r.size()
+		gather:
+			for items < l.cfg.MaxCommit {
+				select {
+				case r := <-l.reqs:
+					pending = append(pending, r)
+					items += r.size()
+				default:
+					break gather
+				}
+			}
+		case <-l.idle:
 		case <-timer.C:
+			expired = true
 		case <-l.failed:
 			l.recover(commits)
-			continue
 		case <-l.closing:
-			// Drain what was queued before Close.
+			// Finish what was queued before Close.
+			for len(pending) > 0 {
+				var batch []*request
+				batch, pending, items = cut(pending, items, l.cfg.MaxCommit)
+				l.dispatch(batch, commits)
+			}
 			for {
 				select {
 				case r := <-l.reqs:
@@ -271,24 +301,33 @@ func (l *Ledger) run() {
 				}
 			}
 		}
-		batch := make([]*request, 0, 64)
-		items := 0
-		if first != nil {
-			batch = append(batch, first)
-			items = first.size()
-		}
-	gather:
-		for items < l.cfg.MaxCommit {
-			select {
-			case r := <-l.reqs:
-				batch = append(batch, r)
-				items += r.size()
-			default:
-				break gather
+		for {
+			inflight := l.sent - l.committed.Load()
+			if !(inflight == 0 && (len(pending) > 0 || expired)) && !(items >= l.cfg.MaxCommit && inflight < 2) {
+				break
 			}
+			var batch []*request
+			batch, pending, items = cut(pending, items, l.cfg.MaxCommit)
+			l.dispatch(batch, commits)
+			expired = false
 		}
-		l.dispatch(batch, commits)
 	}
+}
+
+// cut takes the first requests of pending, up to max items (at least one
+// request), and returns them, the rest, and the rest's item count.
+func cut(pending []*request, items, max int) (batch, rest []*request, restItems int) {
+	n, taken := 0, 0
+	for n < len(pending) && (n == 0 || taken+pending[n].size() <= max) {
+		taken += pending[n].size()
+		n++
+	}
+	batch = pending[:n:n]
+	rest = pending[n:]
+	if len(rest) == 0 {
+		rest = nil
+	}
+	return batch, rest, items - taken
 }
 
 func (r *request) size() int { return len(r.accounts) + len(r.transfers) }
@@ -330,6 +369,7 @@ func (l *Ledger) dispatch(batch []*request, commits chan<- *group) {
 	default:
 	}
 	g := l.validate(batch)
+	l.sent++
 	commits <- g
 }
 
@@ -407,45 +447,55 @@ func (l *Ledger) committer(commits <-chan *group, done chan<- struct{}) {
 	var failedEpoch uint64
 	failed := false
 	for g := range commits {
-		if g.barrier != nil {
-			close(g.barrier)
-			continue
+		l.commitGroup(g, &failed, &failedEpoch)
+		l.committed.Add(1)
+		select {
+		case l.idle <- struct{}{}:
+		default: // a wake-up is pending already; the writer reads the count
 		}
-		if failed && g.epoch == failedEpoch {
-			l.answer(g.reqs, coded.New(CodeUnavailable, "the ledger could not commit this batch; retry with the same IDs"))
-			continue
-		}
-		if g.commit == nil {
-			l.answer(g.reqs, nil)
-			continue
-		}
-		err := errors.New("log append failed")
-		if g.tree.N >= 0 {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			err = l.store.Commit(ctx, g.commit)
-			cancel()
-		}
-		if err != nil {
-			l.log.Error("ledger: commit failed; reloading state from the store", "err", err, "items", len(g.commit.Log.Entries))
-			l.answer(g.reqs, coded.New(CodeUnavailable, "the ledger could not commit this batch; retry with the same IDs"))
-			failed, failedEpoch = true, g.epoch
-			select {
-			case l.failed <- struct{}{}:
-			default:
-			}
-			continue
-		}
-		if l.cfg.OnCommit != nil {
-			l.cfg.OnCommit(g.tree)
-		}
-		l.answer(g.reqs, nil)
 	}
+}
+
+func (l *Ledger) commitGroup(g *group, failed *bool, failedEpoch *uint64) {
+	if g.barrier != nil {
+		close(g.barrier)
+		return
+	}
+	if *failed && g.epoch == *failedEpoch {
+		l.answer(g.reqs, coded.New(CodeUnavailable, "the ledger could not commit this batch; retry with the same IDs"))
+		return
+	}
+	if g.commit == nil {
+		l.answer(g.reqs, nil)
+		return
+	}
+	err := errors.New("log append failed")
+	if g.tree.N >= 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err = l.store.Commit(ctx, g.commit)
+		cancel()
+	}
+	if err != nil {
+		l.log.Error("ledger: commit failed; reloading state from the store", "err", err, "items", len(g.commit.Log.Entries))
+		l.answer(g.reqs, coded.New(CodeUnavailable, "the ledger could not commit this batch; retry with the same IDs"))
+		*failed, *failedEpoch = true, g.epoch
+		select {
+		case l.failed <- struct{}{}:
+		default:
+		}
+		return
+	}
+	if l.cfg.OnCommit != nil {
+		l.cfg.OnCommit(g.tree)
+	}
+	l.answer(g.reqs, nil)
 }
 
 // recover waits until the committer has drained every group validated on
 // top of a failed commit, then rebuilds state from the store.
 func (l *Ledger) recover(commits chan<- *group) {
 	b := make(chan struct{})
+	l.sent++
 	commits <- &group{barrier: b}
 	<-b
 	l.reload()

@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -396,5 +397,93 @@ func TestCommitFailuresLoseAndDuplicateNothing(t *testing.T) {
 	}
 	t.Logf("%d commits (every 5th failed), %d transfers acknowledged", flaky.n.Load(), len(acked))
 	e := &env{t: t, store: pg}
+	e.checkBooks()
+}
+
+// gatedStore is the real PostgreSQL store whose commits can be held at a
+// gate, and which records how many transfers each commit wrote.
+type gatedStore struct {
+	*postgres.Store
+	mu      sync.Mutex
+	gate    chan struct{} // non-nil: the next commit waits for it to close
+	entered chan struct{}
+	sizes   []int
+}
+
+func (g *gatedStore) Commit(ctx context.Context, c *ledger.Commit) error {
+	g.mu.Lock()
+	gate := g.gate
+	g.gate = nil
+	g.mu.Unlock()
+	if gate != nil {
+		close(g.entered)
+		<-gate
+	}
+	err := g.Store.Commit(ctx, c)
+	g.mu.Lock()
+	g.sizes = append(g.sizes, len(c.Transfers))
+	g.mu.Unlock()
+	return err
+}
+
+// Requests that arrive while a commit is in flight are committed together,
+// in the very next commit: none waits behind a group that was cut before it
+// arrived.
+func TestArrivalsDuringACommitShareTheNextCommit(t *testing.T) {
+	store := &gatedStore{Store: postgres.New(pgtest.MustOpenDB(t))}
+	e := &env{t: t, store: store.Store, issuance: ledger.NewID()}
+	l, err := ledger.Open(context.Background(), store, ledger.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	e.l = l
+	e.accounts(ledger.System, ledger.Account{ID: e.issuance, Owner: "hub", Kind: ledger.KindIssuance, Flags: ledger.AccountAllowNegative})
+	a, b := e.renter("a", 100*sp), e.renter("b", 0)
+
+	gate := make(chan struct{})
+	store.mu.Lock()
+	store.gate, store.entered = gate, make(chan struct{})
+	before := len(store.sizes)
+	store.mu.Unlock()
+	first := make(chan []ledger.TransferResult, 1)
+	go func() {
+		res, err := l.CreateTransfers(context.Background(), ledger.System, []ledger.Transfer{{ID: ledger.NewID(), DebitAccountID: a, CreditAccountID: b, Amount: sp}})
+		if err != nil {
+			t.Error(err)
+		}
+		first <- res
+	}()
+	<-store.entered // the first transfer's commit is in flight
+
+	const n = 20
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := l.CreateTransfers(context.Background(), ledger.System, []ledger.Transfer{{ID: ledger.NewID(), DebitAccountID: a, CreditAccountID: b, Amount: sp}})
+			if err != nil {
+				t.Error(err)
+			} else if res[0].Err != nil {
+				t.Error(res[0].Err)
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // every request is queued behind the gate
+	close(gate)
+	wg.Wait()
+	if res := <-first; res == nil || res[0].Err != nil {
+		t.Fatalf("first transfer: %+v", res)
+	}
+	store.mu.Lock()
+	sizes := slices.Clone(store.sizes[before:])
+	store.mu.Unlock()
+	if !slices.Equal(sizes, []int{1, n}) {
+		t.Fatalf("commits wrote %v transfers; want [1 %d]: the first, then every transfer that arrived during it", sizes, n)
+	}
+	if got := e.balance(b); got != (n+1)*sp {
+		t.Fatalf("b holds %s; want %s", got, ledger.Amount((n+1)*sp))
+	}
 	e.checkBooks()
 }
