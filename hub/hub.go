@@ -146,7 +146,9 @@ type Server struct {
 	// Nomad.
 	SpotChecks *contrib.SpotChecker
 	// Payouts pays contributors; nil unless Config.Payout is set.
-	Payouts  *payout.Service
+	Payouts *payout.Service
+	// Metrics gathers what /metrics serves.
+	Metrics  prometheus.Gatherer
 	http     *http.Server
 	listener net.Listener
 
@@ -223,7 +225,12 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.Jobs != nil {
 		apiCfg.Unbounded = gateway.Streaming
 	}
-	handler := api.New(apiCfg, deps, cfg.Logger, prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	if s.Jobs != nil {
+		s.Jobs.Metrics = jobs.NewMetrics(reg)
+	}
+	s.Metrics = reg
+	handler := api.New(apiCfg, deps, cfg.Logger, reg)
 	if s.Jobs != nil {
 		// The Nomad-compatible gateway: renters' stock nomad CLI, with
 		// NOMAD_TOKEN set to their SpiceRoute token.

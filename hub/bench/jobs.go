@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiceroute/spiceroute/agent/agentapi"
+	"github.com/spiceroute/spiceroute/hub/jobs"
 	"io"
 	"net/http"
 	"os"
@@ -223,6 +225,7 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 	fmt.Fprintf(out, "jobs: registrations per second, %d clients, 2 × %d jobs each side, alternating:\n", cfg.Clients, cfg.Jobs)
 	var dt, ht runTime
 	var dcpu, hcpu cpuUse
+	phases := map[string]float64{} // seconds per admission phase, summed over the hub's runs
 	sample := func() cpuUse {
 		return cpuUse{nomad: treeCPU(agent.PID()), postgres: treeCPU(cl.PID()), self: selfCPU()}
 	}
@@ -259,9 +262,20 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 			}
 		}
 		before = sample()
+		phasesBefore, err := admissionPhases(s.Metrics)
+		if err != nil {
+			return nil, err
+		}
 		nomadProf = profileNomad(ctx, direct, cfg, fmt.Sprintf("hub-%d", round))
 		took, err = register(ctx, viaHub, direct, "", "renter-bench", fmt.Sprintf("tp-hub-%d", round), cfg.Clients, cfg.Jobs)
 		hcpu = hcpu.add(sample().sub(before))
+		phasesAfter, perr := admissionPhases(s.Metrics)
+		if perr != nil && err == nil {
+			err = perr
+		}
+		for k, v := range phasesAfter {
+			phases[k] += v - phasesBefore[k]
+		}
 		if perr := <-nomadProf; perr != nil && err == nil {
 			err = perr
 		}
@@ -293,6 +307,9 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 	fmt.Fprintf(out, "  nomad directly    %7.1f jobs/s  %7.1f jobs/s\n", res.DirectRate, res.DirectSustained)
 	fmt.Fprintf(out, "  through the hub   %7.1f jobs/s  %7.1f jobs/s (each with a quote, a ledger hold and an admission record)\n", res.HubRate, res.HubSustained)
 	fmt.Fprintf(out, "  hub / direct      %7.3f         %7.3f (target >= 0.80 sustained: %s)\n", res.RegisteredRatio, res.ThroughputRatio, verdict(res.ThroughputRatio >= 0.80))
+	fmt.Fprintf(out, "  mean time per registration, directly: %.2f ms; through the hub: %.2f ms, of which admission's\n", ms(dt.latencies)/float64(total), ms(ht.latencies)/float64(total))
+	fmt.Fprintf(out, "    checks %.2f ms, record %.2f ms, hold %.2f ms, and Nomad's answer %.2f ms\n",
+		1000*phases[jobs.PhaseCheck]/float64(total), 1000*phases[jobs.PhaseRecord]/float64(total), 1000*phases[jobs.PhaseHold]/float64(total), 1000*phases[jobs.PhaseRegister]/float64(total))
 	fmt.Fprintf(out, "  CPU per registration, directly:     %s\n", dcpu.per(total))
 	fmt.Fprintf(out, "  CPU per registration, through hub:  %s\n", hcpu.per(total))
 	if cfg.PGStats {
@@ -481,10 +498,13 @@ func settled(ctx context.Context, c *api.Client) error {
 
 // runTime is how long a throughput run took until the last registration
 // was answered, and until Nomad had evaluated every job it registered.
-type runTime struct{ registered, evaluated time.Duration }
+// runTime is how long a throughput run took until the last registration
+// was answered and until Nomad had evaluated every job, and the sum of the
+// registrations' own latencies.
+type runTime struct{ registered, evaluated, latencies time.Duration }
 
 func (a runTime) add(b runTime) runTime {
-	return runTime{a.registered + b.registered, a.evaluated + b.evaluated}
+	return runTime{a.registered + b.registered, a.evaluated + b.evaluated, a.latencies + b.latencies}
 }
 
 // register has clients register jobs distinct unplaceable jobs through c,
@@ -495,6 +515,7 @@ func register(ctx context.Context, c, watch *api.Client, ns, watchNS, prefix str
 	var firstErr error
 	var mu sync.Mutex
 	var last api.JobRegisterResponse // the registration whose evaluation Nomad created last
+	var latencies time.Duration
 	var wg sync.WaitGroup
 	start := time.Now()
 	for w := 0; w < clients; w++ {
@@ -502,8 +523,11 @@ func register(ctx context.Context, c, watch *api.Client, ns, watchNS, prefix str
 		go func() {
 			defer wg.Done()
 			for i := next.Add(1); i <= int64(jobs) && ctx.Err() == nil; i = next.Add(1) {
+				sent := time.Now()
 				resp, _, err := c.Jobs().Register(unplaceable(fmt.Sprintf("%s-%d", prefix, i), ns), (&api.WriteOptions{}).WithContext(ctx))
+				took := time.Since(sent)
 				mu.Lock()
+				latencies += took
 				if err != nil {
 					firstErr = errors.Join(firstErr, err)
 				} else if resp.EvalCreateIndex > last.EvalCreateIndex {
@@ -517,7 +541,7 @@ func register(ctx context.Context, c, watch *api.Client, ns, watchNS, prefix str
 		}()
 	}
 	wg.Wait()
-	t := runTime{registered: time.Since(start)}
+	t := runTime{registered: time.Since(start), latencies: latencies}
 	if firstErr != nil {
 		return t, fmt.Errorf("bench: register: %w", firstErr)
 	}
@@ -605,4 +629,27 @@ func printPGStats(ctx context.Context, s *hub.Server, admitted int64, out io.Wri
 		fmt.Fprintf(out, "  %7.2f calls/job %8.1f ms  %s\n", float64(calls)/float64(max(admitted, 1)), total, q)
 	}
 	return rows.Err()
+}
+
+// admissionPhases reads the hub's admission phase histogram: total seconds
+// per phase so far.
+func admissionPhases(g prometheus.Gatherer) (map[string]float64, error) {
+	mfs, err := g.Gather()
+	if err != nil {
+		return nil, fmt.Errorf("bench: hub metrics: %w", err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "spiceroute_admission_phase_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "phase" {
+					out[l.GetValue()] += m.GetHistogram().GetSampleSum()
+				}
+			}
+		}
+	}
+	return out, nil
 }

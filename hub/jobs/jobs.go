@@ -63,6 +63,8 @@ type Service struct {
 	Store    Store
 	// Billing configures settlement and invoicing (Settle, RunSettlement).
 	Billing Billing
+	// Metrics times admission's phases (optional).
+	Metrics *Metrics
 }
 
 // Accounts are the ledger accounts admission uses: the hub's escrow and
@@ -108,10 +110,12 @@ func Key(renter string, j *api.Job) (string, error) {
 // admission whose job never reached Nomad is released by the settlement
 // loop (see Service.Settle).
 func (s *Service) Submit(ctx context.Context, renter string, account ledger.ID, j *api.Job) (*Admission, error) {
+	ph := s.Metrics.start()
 	c, err := s.check(ctx, renter, j)
 	if err != nil {
 		return nil, err
 	}
+	ph.mark(phCheck)
 	rec, err := s.admission(ctx, renter, account, *j.ID, c.base, c.quote)
 	if err != nil {
 		return nil, err
@@ -119,11 +123,13 @@ func (s *Service) Submit(ctx context.Context, renter string, account ledger.ID, 
 	if rec.Account != account {
 		return nil, coded.Errorf(CodeAdmissionConflict, "job %s is being admitted already, paid from account %s", *j.ID, rec.Account)
 	}
+	ph.mark(phRecord)
 	hold := settle.HoldTransfer(rec.Key, rec.Account, rec.Quote.Max, s.Accounts.Accounts, holdTimeout(rec.Quote))
 	res, err := s.Ledger.CreateTransfers(ctx, ledger.Caller{Principal: renter}, []ledger.Transfer{hold})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: hold: %w", err)
 	}
+	ph.mark(phHold)
 	if e := res[0].Err; e != nil {
 		if err := s.Store.SetAdmissionState(ctx, rec.Key, Released, "hold refused: "+e.Message); err != nil {
 			return nil, fmt.Errorf("jobs: %w (and recording it failed: %v)", e, err)
@@ -142,6 +148,7 @@ func (s *Service) Submit(ctx context.Context, renter string, account ledger.ID, 
 	j.Meta[MetaAccount] = rec.Account.String()
 	j.Meta[MetaAdmitted] = rec.Key
 	reg, err := s.Sched.Register(ctx, renter, j)
+	ph.mark(phRegister)
 	if err != nil {
 		err = refused(err)
 		if rerr := s.release(ctx, rec, "Nomad refused the job: "+err.Error()); rerr != nil {
@@ -152,6 +159,7 @@ func (s *Service) Submit(ctx context.Context, renter string, account ledger.ID, 
 	if rec.State == Admitted {
 		s.b().running.mark(rec.Key, s.Store.MarkRunning, s.log())
 	}
+	ph.done()
 	return &Admission{JobID: *j.ID, Namespace: s.Sched.Namespace(renter), Key: rec.Key, Quote: rec.Quote, Hold: hold.ID,
 		EvalID: reg.EvalID, EvalCreateIndex: reg.EvalCreateIndex, JobModifyIndex: reg.JobModifyIndex, Warnings: reg.Warnings}, nil
 }

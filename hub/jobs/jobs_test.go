@@ -2,6 +2,8 @@ package jobs_test
 
 import (
 	"context"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"os"
 	"strings"
 	"testing"
@@ -70,8 +72,26 @@ func newEnv(t *testing.T, opts ...nomadtest.Option) *env {
 	e.accounts(ledger.Account{ID: e.revenue, Owner: "hub", Kind: ledger.KindHubRevenue})
 	e.svc = &jobs.Service{Sched: sched, Ledger: l, Prices: store, Policy: policy, Store: store,
 		Accounts: jobs.Accounts{Accounts: acc, Owned: store.AccountsByOwner},
-		Billing:  jobs.Billing{Hub: "test.hub", CommissionBP: 1000, Interval: time.Second, Lag: time.Second, Revenue: e.revenue, Reader: store}}
+		Billing:  jobs.Billing{Hub: "test.hub", CommissionBP: 1000, Interval: time.Second, Lag: time.Second, Revenue: e.revenue, Reader: store},
+		Metrics:  jobs.NewMetrics(prometheus.NewRegistry())}
 	return e
+}
+
+// phases returns how many submissions admission's metrics timed, per
+// phase, and their total time.
+func (e *env) phases() (map[string]uint64, time.Duration) {
+	e.t.Helper()
+	counts := map[string]uint64{}
+	var sum float64
+	for _, phase := range []string{jobs.PhaseCheck, jobs.PhaseRecord, jobs.PhaseHold, jobs.PhaseRegister} {
+		var m dto.Metric
+		if err := e.svc.Metrics.Phases.WithLabelValues(phase).(prometheus.Metric).Write(&m); err != nil {
+			e.t.Fatal(err)
+		}
+		counts[phase] = m.GetHistogram().GetSampleCount()
+		sum += m.GetHistogram().GetSampleSum()
+	}
+	return counts, time.Duration(sum * float64(time.Second))
 }
 
 func (e *env) accounts(as ...ledger.Account) {
@@ -132,9 +152,20 @@ func TestSubmitHoldsQuoteThenRegisters(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	alice := e.renter("alice", 10*ledger.MicroPerSpice)
+	start := time.Now()
 	adm, err := e.svc.Submit(ctx, "alice", alice, e.helloJob())
 	if err != nil {
 		t.Fatal(err)
+	}
+	took := time.Since(start)
+	counts, timed := e.phases()
+	for phase, n := range counts {
+		if n != 1 {
+			t.Errorf("admission metrics timed %d submissions in phase %s, want 1", n, phase)
+		}
+	}
+	if timed <= 0 || timed > took {
+		t.Errorf("admission's phases took %s in all, the submission %s", timed, took)
 	}
 	// 100 MHz, 64 MB, 150 MB disk for the job's 10 minutes at the default prices.
 	want, _ := market.DefaultPrices.Cost(market.Resources{CPUMHz: 100, MemoryMB: 64, DiskMB: 150}, 10*time.Minute)
@@ -173,6 +204,9 @@ func TestRejectedJobsNeverReachNomad(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 		e.noJob("poor", "hello")
+		if counts, _ := e.phases(); counts[jobs.PhaseHold] != 0 {
+			t.Errorf("a refused submission was timed as admitted: %v", counts)
+		}
 		if a := e.account(poor); a.DebitsPending != 0 || a.Balance() != 1 {
 			t.Fatalf("poor's account after rejection: %+v", a)
 		}
