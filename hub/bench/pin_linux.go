@@ -55,11 +55,44 @@ func pinSplit(nomadPID, postgresPID int) error {
 	if runtime.NumCPU() < 2 {
 		return fmt.Errorf("bench: -pin needs two CPUs; this machine has %d", runtime.NumCPU())
 	}
-	if err := pinTree(nomadPID, "0"); err != nil {
+	// Nomad and PostgreSQL are this process's children: pin this
+	// process's tree first, then take Nomad's out of it.
+	if err := pinTree(os.Getpid(), "1"); err != nil {
 		return err
 	}
 	if err := pinTree(postgresPID, "1"); err != nil {
 		return err
 	}
-	return pinTree(os.Getpid(), "1")
+	if err := pinTree(nomadPID, "0"); err != nil {
+		return err
+	}
+	for _, want := range []struct {
+		pid  int
+		what string
+		cpus string
+	}{{nomadPID, "Nomad", "0"}, {postgresPID, "PostgreSQL", "1"}, {os.Getpid(), "the hub", "1"}} {
+		got, err := allowedCPUs(want.pid)
+		if err != nil {
+			return err
+		}
+		if got != want.cpus {
+			return fmt.Errorf("bench: %s (process %d) may run on CPUs %s after pinning, not only %s", want.what, want.pid, got, want.cpus)
+		}
+	}
+	return nil
+}
+
+// allowedCPUs is the CPU list process pid may run on (its
+// Cpus_allowed_list, e.g. "0" or "0-1").
+func allowedCPUs(pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Cpus_allowed_list:"); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", fmt.Errorf("bench: no Cpus_allowed_list for process %d", pid)
 }
