@@ -32,7 +32,7 @@ import (
 type JobsConfig struct {
 	NomadBin string // the nomad binary (required)
 	Samples  int    // submit-to-running samples per side (default 12)
-	Clients  int    // concurrent submitters in the throughput runs (default 8)
+	Clients  int    // concurrent submitters in the throughput runs (default 32)
 	// Jobs is how many jobs each throughput run registers; each side runs
 	// twice, interleaved (default 3000). Both sides register the same
 	// number: Nomad's cost per job grows with the jobs it holds (it
@@ -107,7 +107,11 @@ func benchPolicy(shipped string) (string, error) {
 //     the same Nomad state each time. A run's rate is counted until the
 //     last registration is answered, and until Nomad's scheduler has also
 //     evaluated every job: the target is judged on the second, the rate
-//     either side can sustain.
+//     either side can sustain. 32 clients by default, to load Nomad to
+//     capacity either way: with 8, each client waits for its answer before
+//     sending the next job, the rate measures latency rather than
+//     capacity, and through the hub, where each job also spends ~5 ms in
+//     admission, Nomad sees fewer registrations at once than directly.
 //
 // Through the hub, a submission is the renter's: the stock Nomad API client
 // pointed at the hub's /v1 gateway with a SpiceRoute token, so admission
@@ -117,7 +121,7 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 		cfg.Samples = 12
 	}
 	if cfg.Clients <= 0 {
-		cfg.Clients = 8
+		cfg.Clients = 32
 	}
 	if cfg.Jobs <= 0 {
 		cfg.Jobs = 3000

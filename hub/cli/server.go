@@ -348,7 +348,7 @@ until the last registration is answered, and until Nomad has evaluated
 every job (the sustained rate, which the 0.80 target is judged on).`)
 	fs.StringVar(&jc.NomadBin, "nomad", env.Getenv("SPICE_NOMAD_BIN"), "the nomad binary (default: env SPICE_NOMAD_BIN, else bin/nomad)")
 	fs.IntVar(&jc.Samples, "samples", 12, "latency samples per side")
-	fs.IntVar(&jc.Clients, "clients", 8, "concurrent submitters in the throughput runs")
+	fs.IntVar(&jc.Clients, "clients", 32, "concurrent submitters in the throughput runs (enough to load Nomad to capacity)")
 	fs.IntVar(&jc.Jobs, "jobs", 3000, "jobs per throughput run (each side runs twice)")
 	fs.BoolVar(&jc.Pin, "pin", false, "run Nomad on CPU 0 and the hub, PostgreSQL and the clients on CPU 1 (Linux)")
 	fs.StringVar(&jc.CPUProfile, "cpuprofile", "", "write a CPU profile of the hub and clients during the first throughput run through the hub")
