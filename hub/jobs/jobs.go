@@ -140,14 +140,15 @@ func (s *Service) Submit(ctx context.Context, renter string, account ledger.ID, 
 		}
 		return nil, e
 	}
-	if j.Meta == nil {
-		j.Meta = map[string]string{}
+	sent := c.job
+	if sent.Meta == nil {
+		sent.Meta = map[string]string{}
 	}
-	j.Meta[MetaHold] = hold.ID.String()
-	j.Meta[MetaQuote] = fmt.Sprint(int64(rec.Quote.Max))
-	j.Meta[MetaAccount] = rec.Account.String()
-	j.Meta[MetaAdmitted] = rec.Key
-	reg, err := s.Sched.Register(ctx, renter, j)
+	sent.Meta[MetaHold] = hold.ID.String()
+	sent.Meta[MetaQuote] = fmt.Sprint(int64(rec.Quote.Max))
+	sent.Meta[MetaAccount] = rec.Account.String()
+	sent.Meta[MetaAdmitted] = rec.Key
+	reg, err := s.Sched.Register(ctx, renter, sent)
 	ph.mark(phRegister)
 	if err != nil {
 		err = refused(err)
@@ -283,6 +284,7 @@ func (s *Service) Plan(ctx context.Context, renter string, j *api.Job, diff bool
 	if err != nil {
 		return nil, market.Quote{}, err
 	}
+	sent := c.job
 	if diff {
 		// The registered version carries the hub's meta keys; without them
 		// here the diff would show them as removed, which a new
@@ -290,17 +292,17 @@ func (s *Service) Plan(ctx context.Context, renter string, j *api.Job, diff bool
 		if cur, err := s.Sched.Job(ctx, renter, *j.ID); err == nil {
 			for _, k := range hubMeta {
 				if v, ok := cur.Meta[k]; ok {
-					if j.Meta == nil {
-						j.Meta = map[string]string{}
+					if sent.Meta == nil {
+						sent.Meta = map[string]string{}
 					}
-					j.Meta[k] = v
+					sent.Meta[k] = v
 				}
 			}
 		} else if !nomad.IsNotFound(err) {
 			return nil, market.Quote{}, fmt.Errorf("jobs: %w", err)
 		}
 	}
-	plan, err := s.Sched.Plan(ctx, renter, j, diff)
+	plan, err := s.Sched.Plan(ctx, renter, sent, diff)
 	return plan, c.quote, err
 }
 
@@ -315,6 +317,13 @@ type checked struct {
 	// matching constraints, whose prices move: a retry finds the same
 	// admission whatever the prices did meanwhile.
 	base string
+	// job is what the hub sends Nomad: the renter's job as written, placed
+	// in the renter's namespace and the hub's pool, with matching's
+	// constraints. The checks read a canonicalized copy; Nomad fills in the
+	// same defaults itself, and a job canonicalized by nomad/api cost Nomad
+	// 1.7x the CPU to register and schedule in the jobs benchmark (2.56 ms
+	// against 1.50 ms per job, 389 against 664 jobs/s evaluated).
+	job *api.Job
 }
 
 // check places the job in the renter's namespace and the hub's pool,
@@ -328,13 +337,18 @@ func (s *Service) check(ctx context.Context, renter string, j *api.Job) (checked
 	if err := s.Sched.EnsureRenter(ctx, renter); err != nil {
 		return c, fmt.Errorf("jobs: %w", err)
 	}
+	var err error
+	if c.job, err = nomad.Copy(j); err != nil {
+		return c, err
+	}
 	if err := s.Sched.Prepare(renter, j); err != nil {
 		return c, err
 	}
+	c.job.Namespace, c.job.NodePool = j.Namespace, j.NodePool
 	for _, k := range hubMeta {
 		delete(j.Meta, k) // the hub's to write, never the renter's
+		delete(c.job.Meta, k)
 	}
-	var err error
 	if c.base, err = Key(renter, j); err != nil {
 		return c, fmt.Errorf("jobs: %w", err)
 	}
@@ -366,7 +380,7 @@ func (s *Service) check(ctx context.Context, renter string, j *api.Job) (checked
 	if err != nil {
 		return c, err
 	}
-	if err := s.match(ctx, j, acceptedCPU); err != nil {
+	if err := s.match(ctx, c.job, acceptedCPU); err != nil {
 		return c, err
 	}
 	// The hold covers the most the job may pay: the accepted CPU price.

@@ -6,6 +6,7 @@ package nomad
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -145,6 +146,19 @@ func (s *Scheduler) Prepare(renter string, j *api.Job) error {
 	pool := s.cfg.NodePool
 	j.NodePool = &pool
 	return nil
+}
+
+// Copy returns a deep copy of j (through its JSON, the form Nomad reads).
+func Copy(j *api.Job) (*api.Job, error) {
+	b, err := json.Marshal(j)
+	if err != nil {
+		return nil, coded.Errorf(CodeMalformed, "the job cannot be encoded: %v", err)
+	}
+	var c api.Job
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, coded.Errorf(CodeMalformed, "the job cannot be decoded: %v", err)
+	}
+	return &c, nil
 }
 
 // CodeMalformed refuses a job whose structure Nomad's client library
