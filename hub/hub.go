@@ -146,9 +146,7 @@ type Server struct {
 	// Nomad.
 	SpotChecks *contrib.SpotChecker
 	// Payouts pays contributors; nil unless Config.Payout is set.
-	Payouts *payout.Service
-	// Metrics gathers what /metrics serves.
-	Metrics  prometheus.Gatherer
+	Payouts  *payout.Service
 	http     *http.Server
 	listener net.Listener
 
@@ -229,7 +227,6 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.Jobs != nil {
 		s.Jobs.Metrics = jobs.NewMetrics(reg)
 	}
-	s.Metrics = reg
 	handler := api.New(apiCfg, deps, cfg.Logger, reg)
 	if s.Jobs != nil {
 		// The Nomad-compatible gateway: renters' stock nomad CLI, with

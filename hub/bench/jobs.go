@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/spiceroute/spiceroute/agent/agentapi"
-	"github.com/spiceroute/spiceroute/hub/jobs"
 	"io"
 	"net/http"
 	"os"
@@ -20,8 +17,10 @@ import (
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/nomad/api"
+	"github.com/spiceroute/spiceroute/agent/agentapi"
 	"github.com/spiceroute/spiceroute/hub"
 	"github.com/spiceroute/spiceroute/hub/auth"
+	"github.com/spiceroute/spiceroute/hub/jobs"
 	"github.com/spiceroute/spiceroute/hub/ledger"
 	"github.com/spiceroute/spiceroute/hub/postgres/pgcluster"
 	"github.com/spiceroute/spiceroute/scheduler/nomad"
@@ -229,7 +228,7 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 	fmt.Fprintf(out, "jobs: registrations per second, %d clients, 2 × %d jobs each side, alternating:\n", cfg.Clients, cfg.Jobs)
 	var dt, ht runTime
 	var dcpu, hcpu cpuUse
-	phases := map[string]float64{} // seconds per admission phase, summed over the hub's runs
+	phases := map[string]time.Duration{} // per admission phase, summed over the hub's runs
 	sample := func() cpuUse {
 		return cpuUse{nomad: treeCPU(agent.PID()), postgres: treeCPU(cl.PID()), self: selfCPU()}
 	}
@@ -266,14 +265,14 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 			}
 		}
 		before = sample()
-		phasesBefore, err := admissionPhases(s.Metrics)
+		_, phasesBefore, err := s.Jobs.Metrics.Observed()
 		if err != nil {
 			return nil, err
 		}
 		nomadProf = profileNomad(ctx, direct, cfg, fmt.Sprintf("hub-%d", round))
 		took, err = register(ctx, viaHub, direct, "", "renter-bench", fmt.Sprintf("tp-hub-%d", round), cfg.Clients, cfg.Jobs)
 		hcpu = hcpu.add(sample().sub(before))
-		phasesAfter, perr := admissionPhases(s.Metrics)
+		_, phasesAfter, perr := s.Jobs.Metrics.Observed()
 		if perr != nil && err == nil {
 			err = perr
 		}
@@ -313,7 +312,7 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 	fmt.Fprintf(out, "  hub / direct      %7.3f         %7.3f (target >= 0.80 sustained: %s)\n", res.RegisteredRatio, res.ThroughputRatio, verdict(res.ThroughputRatio >= 0.80))
 	fmt.Fprintf(out, "  mean time per registration, directly: %.2f ms; through the hub: %.2f ms, of which admission's\n", ms(dt.latencies)/float64(total), ms(ht.latencies)/float64(total))
 	fmt.Fprintf(out, "    checks %.2f ms, record %.2f ms, hold %.2f ms, and Nomad's answer %.2f ms\n",
-		1000*phases[jobs.PhaseCheck]/float64(total), 1000*phases[jobs.PhaseRecord]/float64(total), 1000*phases[jobs.PhaseHold]/float64(total), 1000*phases[jobs.PhaseRegister]/float64(total))
+		ms(phases[jobs.PhaseCheck])/float64(total), ms(phases[jobs.PhaseRecord])/float64(total), ms(phases[jobs.PhaseHold])/float64(total), ms(phases[jobs.PhaseRegister])/float64(total))
 	fmt.Fprintf(out, "  CPU per registration, directly:     %s\n", dcpu.per(total))
 	fmt.Fprintf(out, "  CPU per registration, through hub:  %s\n", hcpu.per(total))
 	if cfg.PGStats {
@@ -501,8 +500,6 @@ func settled(ctx context.Context, c *api.Client) error {
 }
 
 // runTime is how long a throughput run took until the last registration
-// was answered, and until Nomad had evaluated every job it registered.
-// runTime is how long a throughput run took until the last registration
 // was answered and until Nomad had evaluated every job, and the sum of the
 // registrations' own latencies.
 type runTime struct{ registered, evaluated, latencies time.Duration }
@@ -633,27 +630,4 @@ func printPGStats(ctx context.Context, s *hub.Server, admitted int64, out io.Wri
 		fmt.Fprintf(out, "  %7.2f calls/job %8.1f ms  %s\n", float64(calls)/float64(max(admitted, 1)), total, q)
 	}
 	return rows.Err()
-}
-
-// admissionPhases reads the hub's admission phase histogram: total seconds
-// per phase so far.
-func admissionPhases(g prometheus.Gatherer) (map[string]float64, error) {
-	mfs, err := g.Gather()
-	if err != nil {
-		return nil, fmt.Errorf("bench: hub metrics: %w", err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != "spiceroute_admission_phase_duration_seconds" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "phase" {
-					out[l.GetValue()] += m.GetHistogram().GetSampleSum()
-				}
-			}
-		}
-	}
-	return out, nil
 }

@@ -3,7 +3,6 @@ package jobs_test
 import (
 	"context"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"os"
 	"strings"
 	"testing"
@@ -81,17 +80,15 @@ func newEnv(t *testing.T, opts ...nomadtest.Option) *env {
 // phase, and their total time.
 func (e *env) phases() (map[string]uint64, time.Duration) {
 	e.t.Helper()
-	counts := map[string]uint64{}
-	var sum float64
-	for _, phase := range []string{jobs.PhaseCheck, jobs.PhaseRecord, jobs.PhaseHold, jobs.PhaseRegister} {
-		var m dto.Metric
-		if err := e.svc.Metrics.Phases.WithLabelValues(phase).(prometheus.Metric).Write(&m); err != nil {
-			e.t.Fatal(err)
-		}
-		counts[phase] = m.GetHistogram().GetSampleCount()
-		sum += m.GetHistogram().GetSampleSum()
+	counts, sums, err := e.svc.Metrics.Observed()
+	if err != nil {
+		e.t.Fatal(err)
 	}
-	return counts, time.Duration(sum * float64(time.Second))
+	var sum time.Duration
+	for _, d := range sums {
+		sum += d
+	}
+	return counts, sum
 }
 
 func (e *env) accounts(as ...ledger.Account) {

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Admission's phases, as the metric labels them.
@@ -29,6 +30,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}, []string{"phase"})}
 	reg.MustRegister(m.Phases)
 	return m
+}
+
+// Observed returns, per phase, how many submissions were timed and their
+// total time.
+func (m *Metrics) Observed() (map[string]uint64, map[string]time.Duration, error) {
+	counts, sums := map[string]uint64{}, map[string]time.Duration{}
+	for _, name := range phaseNames {
+		var d dto.Metric
+		if err := m.Phases.WithLabelValues(name).(prometheus.Metric).Write(&d); err != nil {
+			return nil, nil, err
+		}
+		counts[name] = d.GetHistogram().GetSampleCount()
+		sums[name] = time.Duration(d.GetHistogram().GetSampleSum() * float64(time.Second))
+	}
+	return counts, sums, nil
 }
 
 // Indexes of the phases in phases.took.

@@ -90,6 +90,11 @@ type Ledger struct {
 	sent      uint64        // groups handed to the committer (writer only)
 	committed atomic.Uint64 // groups the committer finished
 
+	// Owned by the committer goroutine: the epoch of the last failed
+	// commit, whose later groups are failed too.
+	failedEpoch  uint64
+	commitFailed bool
+
 	// Owned by the writer goroutine.
 	st    *state
 	app   *translog.Appender
@@ -444,10 +449,8 @@ func (l *Ledger) validate(batch []*request) *group {
 // of the failed one) and tells the writer to reload.
 func (l *Ledger) committer(commits <-chan *group, done chan<- struct{}) {
 	defer close(done)
-	var failedEpoch uint64
-	failed := false
 	for g := range commits {
-		l.commitGroup(g, &failed, &failedEpoch)
+		l.commitGroup(g)
 		l.committed.Add(1)
 		select {
 		case l.idle <- struct{}{}:
@@ -456,12 +459,12 @@ func (l *Ledger) committer(commits <-chan *group, done chan<- struct{}) {
 	}
 }
 
-func (l *Ledger) commitGroup(g *group, failed *bool, failedEpoch *uint64) {
+func (l *Ledger) commitGroup(g *group) {
 	if g.barrier != nil {
 		close(g.barrier)
 		return
 	}
-	if *failed && g.epoch == *failedEpoch {
+	if l.commitFailed && g.epoch == l.failedEpoch {
 		l.answer(g.reqs, coded.New(CodeUnavailable, "the ledger could not commit this batch; retry with the same IDs"))
 		return
 	}
@@ -478,7 +481,7 @@ func (l *Ledger) commitGroup(g *group, failed *bool, failedEpoch *uint64) {
 	if err != nil {
 		l.log.Error("ledger: commit failed; reloading state from the store", "err", err, "items", len(g.commit.Log.Entries))
 		l.answer(g.reqs, coded.New(CodeUnavailable, "the ledger could not commit this batch; retry with the same IDs"))
-		*failed, *failedEpoch = true, g.epoch
+		l.commitFailed, l.failedEpoch = true, g.epoch
 		select {
 		case l.failed <- struct{}{}:
 		default:
