@@ -103,14 +103,16 @@ func benchPolicy(shipped string) (string, error) {
 //   - admission throughput: clients register the same number of jobs that
 //     cannot be placed (so only registration and scheduling are measured,
 //     not task starts), twice each side, in the order direct, hub, hub,
-//     direct, each run's jobs purged before the next. A run's rate is
-//     counted until the last registration is answered, and until Nomad's
-//     scheduler has also evaluated every job: the target is judged on the
-//     second, the rate either side can sustain. 32 clients by default, to load Nomad to
-//     capacity either way: with 8, each client waits for its answer before
-//     sending the next job, the rate measures latency rather than
-//     capacity, and through the hub, where each job also spends ~5 ms in
-//     admission, Nomad sees fewer registrations at once than directly.
+//     direct, after an unmeasured run, all with the same job IDs in the
+//     renter's namespace, each run's jobs purged before the next. A run's
+//     rate is counted until the last registration is answered, and until
+//     Nomad's scheduler has also evaluated every job: the target is judged
+//     on the second, the rate either side can sustain. 32 clients by
+//     default, to load Nomad to capacity either way: with 8, each client
+//     waits for its answer before sending the next job, the rate measures
+//     latency rather than capacity, and through the hub, where each job
+//     also spends ~5 ms in admission, Nomad sees fewer registrations at
+//     once than directly.
 //
 // Through the hub, a submission is the renter's: the stock Nomad API client
 // pointed at the hub's /v1 gateway with a SpiceRoute token, so admission
@@ -193,6 +195,9 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 	if err != nil {
 		return nil, err
 	}
+	// The throughput runs of both sides register the same job IDs in the
+	// renter's namespace (see the rounds below).
+	renterNS := s.Jobs.Sched.Namespace("bench")
 	const directNS = "bench-direct"
 	if _, err := direct.Namespaces().Register(&api.Namespace{Name: directNS}, nil); err != nil {
 		return nil, err
@@ -213,7 +218,7 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 		if err != nil {
 			return nil, err
 		}
-		h, err := toRunning(ctx, viaHub, direct, fmt.Sprintf("lat-hub-%d", i), "", "renter-bench")
+		h, err := toRunning(ctx, viaHub, direct, fmt.Sprintf("lat-hub-%d", i), "", renterNS)
 		if err != nil {
 			return nil, err
 		}
@@ -243,7 +248,7 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 	directRun := func(round int) error {
 		before := sample()
 		nomadProf := profileNomad(ctx, direct, cfg, fmt.Sprintf("direct-%d", round))
-		took, err := register(ctx, direct, direct, directNS, directNS, fmt.Sprintf("tp-direct-%d", round), cfg.Clients, cfg.Jobs)
+		took, err := register(ctx, direct, direct, renterNS, renterNS, fmt.Sprintf("direct-%d", round), cfg.Clients, cfg.Jobs)
 		dcpu = dcpu.add(sample().sub(before))
 		if perr := <-nomadProf; perr != nil && err == nil {
 			err = perr
@@ -251,7 +256,7 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 		if err != nil {
 			return err
 		}
-		if err := purge(ctx, direct, directNS, fmt.Sprintf("tp-direct-%d", round), cfg.Clients); err != nil {
+		if err := purge(ctx, direct, renterNS, tpPrefix, cfg.Clients); err != nil {
 			return err
 		}
 		if err := settled(ctx, direct); err != nil {
@@ -278,7 +283,7 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 			return err
 		}
 		nomadProf := profileNomad(ctx, direct, cfg, fmt.Sprintf("hub-%d", round))
-		took, err := register(ctx, viaHub, direct, "", "renter-bench", fmt.Sprintf("tp-hub-%d", round), cfg.Clients, cfg.Jobs)
+		took, err := register(ctx, viaHub, direct, "", renterNS, fmt.Sprintf("hub-%d", round), cfg.Clients, cfg.Jobs)
 		hcpu = hcpu.add(sample().sub(before))
 		_, phasesAfter, perr := s.Jobs.Metrics.Observed()
 		if perr != nil && err == nil {
@@ -297,7 +302,7 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 		if err != nil {
 			return err
 		}
-		if err := purge(ctx, direct, "renter-bench", fmt.Sprintf("tp-hub-%d", round), cfg.Clients); err != nil {
+		if err := purge(ctx, direct, renterNS, tpPrefix, cfg.Clients); err != nil {
 			return err
 		}
 		if err := settled(ctx, direct); err != nil {
@@ -311,10 +316,23 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 		fmt.Fprintf(out, "    run %d, through the hub: %s\n", round, rate(took))
 		return nil
 	}
-	// Nomad gets slower with every run: its blocked-evaluation tracker
-	// keeps a gauge per job it ever blocked for 15 minutes, purged or not,
-	// and publishes them all every second. Running the sides in the order
-	// direct, hub, hub, direct gives both the same share of that drift.
+	// Nomad's blocked-evaluation tracker keeps an entry per job it ever
+	// blocked, purged or not, for 15 minutes, and publishes a gauge for each
+	// every second. With new job IDs every run, each run would be slower
+	// than the one before (by half from the first to the fourth). So both
+	// sides register the same IDs in the same namespace, and an unmeasured
+	// run first fills the tracker: every measured run then starts with the
+	// same entries. The order direct, hub, hub, direct shares out any drift
+	// left.
+	if _, err := register(ctx, direct, direct, renterNS, renterNS, "warm-up", cfg.Clients, cfg.Jobs); err != nil {
+		return nil, err
+	}
+	if err := purge(ctx, direct, renterNS, tpPrefix, cfg.Clients); err != nil {
+		return nil, err
+	}
+	if err := settled(ctx, direct); err != nil {
+		return nil, err
+	}
 	for round := 0; round < 2; round++ {
 		first, second := directRun, hubRun
 		if round == 1 {
@@ -387,6 +405,14 @@ func benchJob(id, ns string, args ...string) *api.Job {
 	j.AddTaskGroup(tg)
 	return j
 }
+
+// tpPrefix starts the IDs of the throughput runs' jobs.
+const tpPrefix = "tp"
+
+// metaRun labels a throughput run's jobs: each run's are new jobs to the
+// hub (a new submission, not a re-run of the last one's), with the same
+// IDs in Nomad.
+const metaRun = "bench_run"
 
 // unplaceable is a job no node satisfies: registering it costs Nomad a
 // registration and an evaluation, nothing more.
@@ -536,8 +562,10 @@ func (a runTime) add(b runTime) runTime {
 
 // register has clients register jobs distinct unplaceable jobs through c,
 // then waits until Nomad (read through watch, in namespace watchNS) has
-// evaluated the last of them, and returns how long both took.
-func register(ctx context.Context, c, watch *api.Client, ns, watchNS, prefix string, clients, jobs int) (runTime, error) {
+// evaluated the last of them, and returns how long both took. Every run
+// registers the same job IDs (tpPrefix-1, tpPrefix-2, ...), labelled with
+// run in their meta.
+func register(ctx context.Context, c, watch *api.Client, ns, watchNS, run string, clients, jobs int) (runTime, error) {
 	var next atomic.Int64
 	var firstErr error
 	var mu sync.Mutex
@@ -551,7 +579,9 @@ func register(ctx context.Context, c, watch *api.Client, ns, watchNS, prefix str
 			defer wg.Done()
 			for i := next.Add(1); i <= int64(jobs) && ctx.Err() == nil; i = next.Add(1) {
 				sent := time.Now()
-				resp, _, err := c.Jobs().Register(unplaceable(fmt.Sprintf("%s-%d", prefix, i), ns), (&api.WriteOptions{}).WithContext(ctx))
+				j := unplaceable(fmt.Sprintf("%s-%d", tpPrefix, i), ns)
+				j.Meta[metaRun] = run
+				resp, _, err := c.Jobs().Register(j, (&api.WriteOptions{}).WithContext(ctx))
 				took := time.Since(sent)
 				mu.Lock()
 				latencies += took
