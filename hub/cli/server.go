@@ -345,7 +345,10 @@ and measures side by side in one run: submit-to-running latency of a small
 exec job straight to Nomad and through the hub's /v1 gateway (admission,
 quote, ledger hold included), and jobs registered per second both ways:
 until the last registration is answered, and until Nomad has evaluated
-every job (the sustained rate, which the 0.80 target is judged on).`)
+every job (the sustained rate, which the 0.80 target is judged on, with
+-pin: Nomad on its own CPU both ways, as on a hub whose Nomad servers have
+their own machines; with shared CPUs, admission's CPU comes out of Nomad's,
+and the ratio is what CPU per job allows, which is printed beside it).`)
 	fs.StringVar(&jc.NomadBin, "nomad", env.Getenv("SPICE_NOMAD_BIN"), "the nomad binary (default: env SPICE_NOMAD_BIN, else bin/nomad)")
 	fs.IntVar(&jc.Samples, "samples", 12, "latency samples per side")
 	fs.IntVar(&jc.Clients, "clients", 32, "concurrent submitters in the throughput runs (enough to load Nomad to capacity)")
