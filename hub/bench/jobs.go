@@ -80,6 +80,39 @@ type JobsResult struct {
 	// CPUBound is the CPU all the processes spent per job directly over
 	// through the hub: with shared CPUs, the throughput ratio tends to it.
 	CPUBound float64
+	Books    Books // the hub's books once every admission is settled
+}
+
+// Books is what the benchmark's admissions did to the hub's ledger.
+type Books struct {
+	Admissions int64         // admissions the hub recorded
+	Sum        int64         // every account's posted balance summed, µSP: 0 when nothing was created or lost
+	RenterHeld ledger.Amount // still held on the renter's account (0 once settled)
+	RenterPaid ledger.Amount // what the renter paid: for the latency jobs' run time only
+}
+
+// benchFunds is what the benchmark's renter is issued.
+const benchFunds = 1_000_000 * ledger.MicroPerSpice
+
+// books settles every admission and reads the hub's books.
+func books(ctx context.Context, s *hub.Server, renter ledger.ID) (Books, error) {
+	var b Books
+	if err := s.Jobs.Settle(ctx); err != nil {
+		return b, err
+	}
+	pool := s.Store.Pool()
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM job_admissions`).Scan(&b.Admissions); err != nil {
+		return b, fmt.Errorf("bench: admissions: %w", err)
+	}
+	if err := pool.QueryRow(ctx, `SELECT coalesce(sum(credits_posted - debits_posted), 0) FROM accounts`).Scan(&b.Sum); err != nil {
+		return b, fmt.Errorf("bench: balances: %w", err)
+	}
+	var held, debits, credits int64
+	if err := pool.QueryRow(ctx, `SELECT debits_pending, debits_posted, credits_posted FROM accounts WHERE id = $1`, [16]byte(renter)).Scan(&held, &debits, &credits); err != nil {
+		return b, fmt.Errorf("bench: the renter's account: %w", err)
+	}
+	b.RenterHeld, b.RenterPaid = ledger.Amount(held), ledger.Amount(debits-credits+int64(benchFunds))
+	return b, nil
 }
 
 // benchPolicy is the shipped admission policy with its per-renter caps
@@ -218,6 +251,14 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 	if _, _, err := direct.Jobs().Register(unplaceable("warm-direct", directNS), nil); err != nil {
 		return nil, err
 	}
+	// Stopped at once: an unplaceable job left registered would keep its
+	// hold open to the end.
+	if _, _, err := viaHub.Jobs().Deregister("warm-hub", true, nil); err != nil {
+		return nil, fmt.Errorf("bench: stop the warm-up job: %w", err)
+	}
+	if _, _, err := direct.Jobs().Deregister("warm-direct", true, &api.WriteOptions{Namespace: directNS}); err != nil {
+		return nil, err
+	}
 
 	res := &JobsResult{}
 	fmt.Fprintf(out, "jobs: submit-to-running latency of a small exec job, %d samples each, alternating:\n", cfg.Samples)
@@ -354,6 +395,12 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 			return nil, err
 		}
 	}
+	if res.Books, err = books(ctx, s, renter); err != nil {
+		return nil, err
+	}
+	if res.Books.Sum != 0 || res.Books.RenterHeld != 0 {
+		return nil, fmt.Errorf("bench: the books are wrong after the runs: balances sum to %d µSP, and the renter still has %s held", res.Books.Sum, res.Books.RenterHeld)
+	}
 	total := int64(2 * cfg.Jobs)
 	res.DirectRate, res.HubRate = float64(total)/dt.registered.Seconds(), float64(total)/ht.registered.Seconds()
 	res.RegisteredRatio = res.HubRate / res.DirectRate
@@ -381,6 +428,8 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 			return nil, err
 		}
 	}
+	fmt.Fprintf(out, "jobs: the books after %d admissions through the hub: balances sum to 0, no hold left on the renter, %s charged for what the latency jobs ran\n",
+		res.Books.Admissions, res.Books.RenterPaid)
 	return res, nil
 }
 
@@ -395,7 +444,7 @@ func benchAccounts(ctx context.Context, s *hub.Server, renter, contrib ledger.ID
 			return r.Err
 		}
 	}
-	tr, err := s.Ledger.CreateTransfers(ctx, ledger.System, []ledger.Transfer{{ID: ledger.NewID(), DebitAccountID: s.IssuanceAccount(), CreditAccountID: renter, Amount: 1_000_000 * ledger.MicroPerSpice}})
+	tr, err := s.Ledger.CreateTransfers(ctx, ledger.System, []ledger.Transfer{{ID: ledger.NewID(), DebitAccountID: s.IssuanceAccount(), CreditAccountID: renter, Amount: benchFunds}})
 	if err != nil {
 		return err
 	}

@@ -23,17 +23,13 @@ func TestJoin(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL, a Nomad server and two Nomad clients")
 	}
-	nomadBin := os.Getenv(nomadagent.BinEnv)
-	if nomadBin == "" {
-		nomadBin = "../../bin/nomad"
-	}
 	tmp, err := os.MkdirTemp("", "bench-join-test-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(tmp) })
 	var out bytes.Buffer
-	res, err := bench.Join(context.Background(), bench.JoinConfig{SpiceBin: spiceBin(t), NomadBin: nomadBin, Runs: 1, TempDir: tmp,
+	res, err := bench.Join(context.Background(), bench.JoinConfig{SpiceBin: spiceBin(t), NomadBin: nomadBin(), Runs: 1, TempDir: tmp,
 		PolicyFile: "../../policies/admission.hcl"}, &out)
 	t.Logf("output:\n%s", out.String())
 	if err != nil {
@@ -63,6 +59,15 @@ func TestJoin(t *testing.T) {
 	if ms := mountsUnder(tmp); len(ms) > 0 {
 		t.Errorf("mounts left under %s: %q", tmp, ms)
 	}
+}
+
+// nomadBin is $SPICE_NOMAD_BIN (set by `make test`), else the one `make
+// tools` builds.
+func nomadBin() string {
+	if p := os.Getenv(nomadagent.BinEnv); p != "" {
+		return p
+	}
+	return "../../bin/nomad"
 }
 
 // spiceBin is $SPICE_BIN (set by `make test`), else one built for the test.
