@@ -82,11 +82,12 @@ func retryable(err error) bool {
 	return false
 }
 
-// until retries f until it gets a definitive answer.
+// until retries f until it gets a definitive answer, or the test has
+// failed (a hub that cannot restart answers nothing, ever).
 func (b *bank) until(ctx context.Context, f func() error) error {
 	for {
 		err := f()
-		if err == nil || !retryable(err) || ctx.Err() != nil {
+		if err == nil || !retryable(err) || ctx.Err() != nil || b.t.Failed() {
 			return err
 		}
 		b.retries.Add(1)

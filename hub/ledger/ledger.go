@@ -19,10 +19,11 @@ const MaxBatch = 8190
 
 // Store is where the ledger's state is durable (PostgreSQL in production).
 type Store interface {
-	// ScanLog calls fn for every log leaf from index 0, in order.
-	ScanLog(ctx context.Context, fn func(index int64, leaf []byte) error) error
-	// Accounts returns every stored account with its stored balances.
-	Accounts(ctx context.Context) ([]Account, error)
+	// Load calls fn for every log leaf from index 0, in order, and returns
+	// every stored account with its stored balances, both from one
+	// consistent snapshot: a commit that lands meanwhile (a crashed
+	// writer's last, still being executed) is in both or in neither.
+	Load(ctx context.Context, fn func(index int64, leaf []byte) error) ([]Account, error)
 	// Commit writes one batch atomically (one database transaction). When it
 	// returns nil the batch is durable; when it returns an error the batch may
 	// or may not have been written.
@@ -144,7 +145,7 @@ func Open(ctx context.Context, store Store, cfg Config) (*Ledger, error) {
 func (l *Ledger) load(ctx context.Context) error {
 	start := time.Now()
 	r := NewReplay()
-	err := l.store.ScanLog(ctx, func(i int64, leaf []byte) error {
+	stored, err := l.store.Load(ctx, func(i int64, leaf []byte) error {
 		if i != r.Size() {
 			return fmt.Errorf("log leaf %d out of order (want %d)", i, r.Size())
 		}
@@ -154,10 +155,6 @@ func (l *Ledger) load(ctx context.Context) error {
 		}
 		return r.Apply(e)
 	})
-	if err != nil {
-		return fmt.Errorf("ledger: load: %w", err)
-	}
-	stored, err := l.store.Accounts(ctx)
 	if err != nil {
 		return fmt.Errorf("ledger: load: %w", err)
 	}

@@ -487,3 +487,60 @@ func TestArrivalsDuringACommitShareTheNextCommit(t *testing.T) {
 	}
 	e.checkBooks()
 }
+
+// racingStore is the real store; while a ledger loads, race runs once: a
+// crashed hub's last commit, sent before the crash and still being executed
+// by the database, lands while its restarted process reads the log.
+type racingStore struct {
+	*postgres.Store
+	race func()
+	once sync.Once
+}
+
+func (r *racingStore) Load(ctx context.Context, fn func(index int64, leaf []byte) error) ([]ledger.Account, error) {
+	return r.Store.Load(ctx, func(i int64, leaf []byte) error {
+		r.once.Do(r.race)
+		return fn(i, leaf)
+	})
+}
+
+// A ledger opened while another writer's last commit lands starts (its
+// log and balances read together, from before that commit), then its first
+// commit meets that commit's log index, fails, and reloads: the retry
+// commits, the other writer's transfer is known, and the books balance.
+// Read apart, the log ended before that commit and the balances included
+// it, and the hub refused to start ("stored balances ... differ").
+func TestOpenWhileACrashedWritersLastCommitLands(t *testing.T) {
+	e := newEnv(t, ledger.Config{})
+	alice, bob := e.renter("alice", 100*sp), e.renter("bob", 0)
+	last := ledger.Transfer{ID: ledger.NewID(), DebitAccountID: alice, CreditAccountID: bob, Amount: 10 * sp}
+	rs := &racingStore{Store: e.store, race: func() {
+		e.ok(ledger.System, last)
+		e.l.Close() // the crashed process writes nothing more
+	}}
+	ctx := context.Background()
+	l, err := ledger.Open(ctx, rs, ledger.Config{})
+	if err != nil {
+		t.Fatalf("open while another writer's commit lands: %v", err)
+	}
+	defer l.Close()
+
+	next := []ledger.Transfer{{ID: ledger.NewID(), DebitAccountID: alice, CreditAccountID: bob, Amount: 5 * sp}}
+	res, err := l.CreateTransfers(ctx, ledger.System, next)
+	if ledger.IsUnavailable(err) {
+		// The commit met the other writer's log index; the ledger has
+		// reloaded, and the same request is sent again.
+		res, err = l.CreateTransfers(ctx, ledger.System, next)
+	}
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("transfer after the reload: %v %+v", err, res)
+	}
+	res, err = l.CreateTransfers(ctx, ledger.System, []ledger.Transfer{last})
+	if err != nil || res[0].Err != nil || !res[0].Existed {
+		t.Fatalf("the other writer's transfer sent again: %v %+v; want it found committed", err, res)
+	}
+	if got := e.balance(bob); got != 15*sp {
+		t.Fatalf("bob holds %s; want 15 SP", got)
+	}
+	e.checkBooks()
+}

@@ -189,21 +189,52 @@ func logBatchArgs(b translog.Batch) []any {
 
 // ScanLog streams every log leaf in order.
 func (s *Store) ScanLog(ctx context.Context, fn func(index int64, leaf []byte) error) error {
-	size, err := s.LogSize(ctx)
+	size, err := logSize(ctx, s.pool)
 	if err != nil {
 		return err
 	}
-	return s.leaves(ctx, 0, size, fn)
+	return leaves(ctx, s.pool, 0, size, fn)
+}
+
+// Load streams every log leaf in order and returns every account with its
+// stored balances, both read from one snapshot (a read-only
+// repeatable-read transaction). A commit that lands meanwhile is in
+// neither: a hub restarted at once after a crash can meet its previous
+// process's last commit, sent before the crash and still being executed.
+// Read apart, the log would end before that commit and the balances
+// include it. Read together, the ledger starts from the state before it,
+// and its first commit then fails on the log index that commit took and
+// reloads.
+func (s *Store) Load(ctx context.Context, fn func(index int64, leaf []byte) error) ([]ledger.Account, error) {
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: load: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	size, err := logSize(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	if err := leaves(ctx, tx, 0, size, fn); err != nil {
+		return nil, err
+	}
+	return queryAccounts(ctx, tx, `SELECT `+accountCols+` FROM accounts ORDER BY log_index`)
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 // leaves calls fn for every leaf in [start, end), in order. Leaf i is the
 // canonical entry encoding of the account or transfer row with log_index i.
-func (s *Store) leaves(ctx context.Context, start, end int64, fn func(index int64, leaf []byte) error) error {
-	accts, err := s.queryAccounts(ctx, `SELECT `+accountCols+` FROM accounts WHERE log_index >= $1 AND log_index < $2 ORDER BY log_index`, start, end)
+func leaves(ctx context.Context, q querier, start, end int64, fn func(index int64, leaf []byte) error) error {
+	accts, err := queryAccounts(ctx, q, `SELECT `+accountCols+` FROM accounts WHERE log_index >= $1 AND log_index < $2 ORDER BY log_index`, start, end)
 	if err != nil {
 		return fmt.Errorf("postgres: leaves: %w", err)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+transferCols+` FROM transfers WHERE log_index >= $1 AND log_index < $2 ORDER BY log_index`, start, end)
+	rows, err := q.Query(ctx, `SELECT `+transferCols+` FROM transfers WHERE log_index >= $1 AND log_index < $2 ORDER BY log_index`, start, end)
 	if err != nil {
 		return fmt.Errorf("postgres: leaves: %w", err)
 	}
@@ -253,9 +284,11 @@ func (s *Store) leaves(ctx context.Context, start, end int64, fn func(index int6
 }
 
 // LogSize is the number of leaves committed.
-func (s *Store) LogSize(ctx context.Context) (int64, error) {
+func (s *Store) LogSize(ctx context.Context) (int64, error) { return logSize(ctx, s.pool) }
+
+func logSize(ctx context.Context, q querier) (int64, error) {
 	var n int64
-	err := s.pool.QueryRow(ctx, `SELECT coalesce(max(first_index + count), 0) FROM log_batches`).Scan(&n)
+	err := q.QueryRow(ctx, `SELECT coalesce(max(first_index + count), 0) FROM log_batches`).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: log size: %w", err)
 	}
@@ -317,7 +350,7 @@ func (s *Store) ReadEntries(ctx context.Context, start, end int64) ([][]byte, er
 		return nil, fmt.Errorf("postgres: read entries: bad range [%d, %d)", start, end)
 	}
 	out := make([][]byte, 0, end-start)
-	err := s.leaves(ctx, start, end, func(_ int64, leaf []byte) error {
+	err := leaves(ctx, s.pool, start, end, func(_ int64, leaf []byte) error {
 		out = append(out, append([]byte(nil), leaf...))
 		return nil
 	})
@@ -383,8 +416,12 @@ func (s *Store) Account(ctx context.Context, id ledger.ID) (ledger.Account, erro
 	return a, nil
 }
 
-func (s *Store) queryAccounts(ctx context.Context, q string, args ...any) ([]ledger.Account, error) {
-	rows, err := s.pool.Query(ctx, q, args...)
+func (s *Store) queryAccounts(ctx context.Context, sql string, args ...any) ([]ledger.Account, error) {
+	return queryAccounts(ctx, s.pool, sql, args...)
+}
+
+func queryAccounts(ctx context.Context, q querier, sql string, args ...any) ([]ledger.Account, error) {
+	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: accounts: %w", err)
 	}
