@@ -320,9 +320,9 @@ type checked struct {
 	// job is what the hub sends Nomad: the renter's job as written, placed
 	// in the renter's namespace and the hub's pool, with matching's
 	// constraints. The checks read a canonicalized copy; Nomad fills in the
-	// same defaults itself, and a job canonicalized by nomad/api cost Nomad
-	// 1.7x the CPU to register and schedule in the jobs benchmark (2.56 ms
-	// against 1.50 ms per job, 389 against 664 jobs/s evaluated).
+	// same defaults itself. (A canonicalized job once seemed to cost Nomad
+	// 1.7x the CPU; that measurement was skewed by the jobs benchmark's
+	// run order, and measured again the cost is the same.)
 	job *api.Job
 }
 
