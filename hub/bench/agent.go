@@ -275,24 +275,34 @@ func Agent(ctx context.Context, cfg AgentConfig, out io.Writer) (*AgentResult, e
 
 // procStatus reads a "kB" field of /proc/<pid>/status, in bytes.
 func procStatus(pid int, field string) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	v, err := procStatusField(pid, field)
 	if err != nil {
 		return 0, err
+	}
+	kb, err := strconv.ParseInt(strings.TrimSuffix(v, " kB"), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", field, err)
+	}
+	return kb << 10, nil
+}
+
+// procStatusField is a field of /proc/<pid>/status, as written there.
+func procStatusField(pid int, field string) (string, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "", err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		name, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || name != field {
-			continue
+		if name, v, ok := strings.Cut(sc.Text(), ":"); ok && name == field {
+			return strings.TrimSpace(v), nil
 		}
-		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("%s: %w", field, err)
-		}
-		return kb << 10, nil
 	}
-	return 0, fmt.Errorf("/proc/%d/status has no %s", pid, field)
+	if err := sc.Err(); err != nil {
+		return "", err
+	}
+	return "", fmt.Errorf("/proc/%d/status has no %s", pid, field)
 }
 
 // cpuTicks is the process's user + system CPU time in clock ticks (proc(5)

@@ -107,11 +107,11 @@ func books(ctx context.Context, s *hub.Server, renter ledger.ID) (Books, error) 
 	if err := pool.QueryRow(ctx, `SELECT coalesce(sum(credits_posted - debits_posted), 0) FROM accounts`).Scan(&b.Sum); err != nil {
 		return b, fmt.Errorf("bench: balances: %w", err)
 	}
-	var held, debits, credits int64
-	if err := pool.QueryRow(ctx, `SELECT debits_pending, debits_posted, credits_posted FROM accounts WHERE id = $1`, [16]byte(renter)).Scan(&held, &debits, &credits); err != nil {
+	a, err := s.Store.Account(ctx, renter)
+	if err != nil {
 		return b, fmt.Errorf("bench: the renter's account: %w", err)
 	}
-	b.RenterHeld, b.RenterPaid = ledger.Amount(held), ledger.Amount(debits-credits+int64(benchFunds))
+	b.RenterHeld, b.RenterPaid = a.DebitsPending, benchFunds-a.Balance()
 	return b, nil
 }
 
@@ -295,6 +295,13 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 	rate := func(t runTime) string {
 		return fmt.Sprintf("%7.1f jobs/s registered, %7.1f evaluated", float64(cfg.Jobs)/t.registered.Seconds(), float64(cfg.Jobs)/t.evaluated.Seconds())
 	}
+	// purgeRun purges a run's jobs and waits for Nomad to finish with them.
+	purgeRun := func() error {
+		if err := purge(ctx, direct, renterNS, tpPrefix, cfg.Clients); err != nil {
+			return err
+		}
+		return settled(ctx, direct)
+	}
 	directRun := func(round int) error {
 		before := sample()
 		nomadProf := profileNomad(ctx, direct, cfg, fmt.Sprintf("direct-%d", round))
@@ -306,10 +313,7 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 		if err != nil {
 			return err
 		}
-		if err := purge(ctx, direct, renterNS, tpPrefix, cfg.Clients); err != nil {
-			return err
-		}
-		if err := settled(ctx, direct); err != nil {
+		if err := purgeRun(); err != nil {
 			return err
 		}
 		dt = dt.add(took)
@@ -352,10 +356,7 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 		if err != nil {
 			return err
 		}
-		if err := purge(ctx, direct, renterNS, tpPrefix, cfg.Clients); err != nil {
-			return err
-		}
-		if err := settled(ctx, direct); err != nil {
+		if err := purgeRun(); err != nil {
 			return err
 		}
 		// The purged jobs' holds are released now, not in the next run.
@@ -377,10 +378,7 @@ func Jobs(ctx context.Context, cl *pgcluster.Cluster, cfg JobsConfig, out io.Wri
 	if _, err := register(ctx, direct, direct, renterNS, renterNS, "warm-up", cfg.Clients, cfg.Jobs); err != nil {
 		return nil, err
 	}
-	if err := purge(ctx, direct, renterNS, tpPrefix, cfg.Clients); err != nil {
-		return nil, err
-	}
-	if err := settled(ctx, direct); err != nil {
+	if err := purgeRun(); err != nil {
 		return nil, err
 	}
 	for round := 0; round < 2; round++ {

@@ -84,15 +84,4 @@ func pinSplit(nomadPID, postgresPID int) error {
 
 // allowedCPUs is the CPU list process pid may run on (its
 // Cpus_allowed_list, e.g. "0" or "0-1").
-func allowedCPUs(pid int) (string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return "", err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "Cpus_allowed_list:"); ok {
-			return strings.TrimSpace(v), nil
-		}
-	}
-	return "", fmt.Errorf("bench: no Cpus_allowed_list for process %d", pid)
-}
+func allowedCPUs(pid int) (string, error) { return procStatusField(pid, "Cpus_allowed_list") }
